@@ -1,0 +1,21 @@
+import { CanActivate, ExecutionContext, Injectable, createParamDecorator } from '@nestjs/common';
+import type { Request } from 'express';
+import type { Client } from '../client.entity';
+import { ClientAuthenticator } from './client-authenticator';
+
+/** Authenticates the calling client (token, revocation, introspection endpoints); sets `request.client`. */
+@Injectable()
+export class ClientAuthGuard implements CanActivate {
+  constructor(private readonly authenticator: ClientAuthenticator) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const req = ctx.switchToHttp().getRequest<Request & { client?: Client }>();
+    req.client = await this.authenticator.authenticate(req);
+    return true;
+  }
+}
+
+/** The client authenticated by ClientAuthGuard. */
+export const CurrentClient = createParamDecorator((_: unknown, ctx: ExecutionContext): Client => {
+  return ctx.switchToHttp().getRequest<Request & { client: Client }>().client;
+});

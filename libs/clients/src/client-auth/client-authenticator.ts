@@ -1,0 +1,71 @@
+import { Injectable } from '@nestjs/common';
+import type { Request } from 'express';
+import { IdpConfig, IdpEvents, OAuthError, invalidClient, invalidRequest } from '@idp/core';
+import type { Client } from '../client.entity';
+import { ClientsService } from '../clients.service';
+import { ClientCredentials } from './client-auth-method';
+import { ClientAuthRegistry } from './client-auth-registry';
+
+const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="idp", charset="UTF-8"' };
+
+/** The client authentication algorithm (DESIGN.md "POST /oauth/token" step 1). */
+@Injectable()
+export class ClientAuthenticator {
+  constructor(
+    private readonly registry: ClientAuthRegistry,
+    private readonly clients: ClientsService,
+    private readonly events: IdpEvents,
+    private readonly config: IdpConfig,
+  ) {}
+
+  async authenticate(req: Request): Promise<Client> {
+    const found: ClientCredentials[] = [];
+    let basicTried = /^basic /i.test(req.headers.authorization ?? '');
+    try {
+      for (const method of this.registry.all()) {
+        const creds = method.extract(req);
+        if (creds) found.push(creds);
+      }
+    } catch (err) {
+      await this.fail(undefined, undefined, (err as OAuthError).hint ?? (err as Error).message, req);
+      throw basicTried && err instanceof OAuthError && err.status === 401 ? err.withHeaders(BASIC_CHALLENGE) : err;
+    }
+    if (found.length > 1) {
+      // RFC 6749 §2.3: a client must not use more than one authentication method per request.
+      throw invalidRequest(`more than one client authentication method was used: ${found.map((f) => f.method).join(', ')}`);
+    }
+    const creds = found[0];
+    if (!creds || !creds.clientId) {
+      await this.fail(undefined, undefined, 'no client credentials', req);
+      throw invalidClient('client authentication is required');
+    }
+    basicTried = creds.method === 'client_secret_basic';
+    const challenge = (e: OAuthError) => (basicTried ? e.withHeaders(BASIC_CHALLENGE) : e);
+
+    const client = await this.clients.findForAuthentication(creds.clientId);
+    if (!client) {
+      await this.fail(creds.clientId, creds.method, 'unknown client', req);
+      throw challenge(invalidClient());
+    }
+    // Spring's check: a client authenticates only with the method it registered.
+    if (client.token_endpoint_auth_method !== creds.method) {
+      await this.fail(client.client_id, creds.method, `registered for ${client.token_endpoint_auth_method}`, req);
+      throw challenge(invalidClient());
+    }
+    try {
+      await this.registry.get(creds.method)!.verify(client, creds, { endpointUrl: `${this.config.issuer}${req.path}`, ip: req.ip });
+    } catch (err) {
+      if (err instanceof OAuthError && err.code === 'invalid_client') {
+        await this.fail(client.client_id, creds.method, err.hint ?? err.description, req);
+        throw challenge(err);
+      }
+      throw err;
+    }
+    delete (client as Partial<Client> & { secret_hash?: unknown }).secret_hash;
+    return client;
+  }
+
+  private fail(clientId: string | undefined, method: string | undefined, reason: string, req: Request): Promise<void> {
+    return this.events.emit('client.auth_failed', { clientId, method, reason, ip: req.ip });
+  }
+}

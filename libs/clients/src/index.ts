@@ -1,0 +1,10 @@
+export { ClientsModule } from './clients.module';
+export { ClientsService, RegisterOptions } from './clients.service';
+export { Client } from './client.entity';
+export { UsedAssertion } from './used-assertion.entity';
+export { ClientMetadataDto, ClientView } from './client-metadata.dto';
+export { ClientAuthMethod, ClientCredentials, ClientAuthContext, formParam } from './client-auth/client-auth-method';
+export { ClientAuthRegistry } from './client-auth/client-auth-registry';
+export { ClientAuthenticator } from './client-auth/client-authenticator';
+export { ClientAuthGuard, CurrentClient } from './client-auth/client-auth.guard';
+export { SCOPE_TOKEN, redirectUriProblem } from './client-rules';

@@ -1,0 +1,36 @@
+import { HttpException } from '@nestjs/common';
+import { OAuthError, invalidRequest, serverError, temporarilyUnavailable } from './oauth-error';
+
+/** True for errors that mean the database cannot be reached right now (answer 503, not 500). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  const code = e.code ?? '';
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08003', '08006', '53300', 'SQLITE_BUSY'].includes(code)) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|database is locked/i.test(e.message ?? '');
+}
+
+/** Maps any thrown value to an OAuthError: protocol errors pass, framework 4xx become invalid_request. */
+export function toOAuthError(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err;
+  if (err instanceof HttpException) {
+    const status = err.getStatus();
+    if (status === 413) return new OAuthError('invalid_request', 'the request body is too large', 413);
+    if (status === 429) return new OAuthError('slow_down', 'too many requests', 429, false);
+    if (status < 500) return invalidRequest(httpMessage(err));
+  }
+  const e = err as { type?: string; status?: number; statusCode?: number };
+  if (e && typeof e === 'object' && typeof (e.status ?? e.statusCode) === 'number' && (e.status ?? e.statusCode)! < 500 && e.type) {
+    // body-parser errors (entity.parse.failed, entity.too.large, charset.unsupported, …)
+    return e.type === 'entity.too.large' ? new OAuthError('invalid_request', 'the request body is too large', 413) : invalidRequest('the request body could not be parsed');
+  }
+  if (isDatabaseUnavailable(err)) return temporarilyUnavailable('database unavailable');
+  return serverError((err as Error)?.message);
+}
+
+export function httpMessage(err: HttpException): string {
+  const body = err.getResponse() as string | { message?: string | string[] };
+  if (typeof body === 'string') return body;
+  const m = body?.message;
+  return Array.isArray(m) ? m.join('; ') : (m ?? err.message);
+}

@@ -1,0 +1,72 @@
+import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+
+/**
+ * Every event the IdP emits, with its payload. Payloads never carry a secret, code or token:
+ * ids only. Extensions may add to the map by declaration merging.
+ */
+export interface IdpEventMap {
+  'client.created': { clientId: string; actor?: string };
+  'client.updated': { clientId: string; actor?: string };
+  'client.deleted': { clientId: string; actor?: string };
+  'client.secret_rotated': { clientId: string; actor?: string };
+  'client.auth_failed': { clientId?: string; method?: string; reason: string; ip?: string };
+  'user.created': { userId: string; actor?: string };
+  'user.updated': { userId: string; actor?: string };
+  'user.deleted': { userId: string; actor?: string };
+  'api.created': { apiId: string; identifier: string; actor?: string };
+  'api.updated': { apiId: string; identifier: string; actor?: string };
+  'api.deleted': { apiId: string; identifier: string; actor?: string };
+  'client_grant.created': { grantId: string; clientId: string; audience: string; actor?: string };
+  'client_grant.deleted': { grantId: string; clientId: string; audience: string; actor?: string };
+  'key.rotated': { kid: string; previousKid?: string; actor?: string };
+  'token.issued': { clientId: string; grantType: string; userId?: string; audience: string[]; jti: string; scope: string };
+}
+export type IdpEventName = keyof IdpEventMap;
+
+export const OnIdpEvent = DiscoveryService.createDecorator<IdpEventName>();
+
+type Listener = (payload: unknown) => unknown;
+
+/**
+ * The event bus. Listeners are methods decorated with `@OnIdpEvent(name)` on singleton providers,
+ * found once at bootstrap. `emit` is called after the data is committed; listeners run in order and
+ * are awaited; a listener's error is logged and never fails the request that emitted the event.
+ */
+@Injectable()
+export class IdpEvents implements OnApplicationBootstrap {
+  private readonly logger = new Logger('IdpEvents');
+  private readonly listeners = new Map<string, Listener[]>();
+
+  constructor(private readonly discovery: DiscoveryService, private readonly scanner: MetadataScanner) {}
+
+  onApplicationBootstrap(): void {
+    for (const wrapper of this.discovery.getProviders()) {
+      const instance = wrapper.instance as Record<string, unknown> | undefined;
+      if (!instance || !wrapper.isDependencyTreeStatic() || typeof instance !== 'object') continue;
+      const proto = Object.getPrototypeOf(instance);
+      for (const method of this.scanner.getAllMethodNames(proto)) {
+        const name = this.discovery.getMetadataByDecorator(OnIdpEvent, wrapper, method);
+        if (name) this.on(name, (instance[method] as Listener).bind(instance));
+      }
+    }
+  }
+
+  on<K extends IdpEventName>(name: K, listener: (payload: IdpEventMap[K]) => unknown): void {
+    const list = this.listeners.get(name) ?? [];
+    list.push(listener as Listener);
+    this.listeners.set(name, list);
+  }
+
+  async emit<K extends IdpEventName>(name: K, payload: IdpEventMap[K]): Promise<void> {
+    const list = this.listeners.get(name);
+    if (!list) return;
+    for (const listener of list) {
+      try {
+        await listener(payload);
+      } catch (err) {
+        this.logger.error(`listener for ${name} failed: ${(err as Error).message}`);
+      }
+    }
+  }
+}

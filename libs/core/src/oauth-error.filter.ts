@@ -1,0 +1,69 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+import { httpMessage, isDatabaseUnavailable, toOAuthError } from './errors';
+
+/**
+ * Renders protocol errors as RFC 6749 §5.2 JSON: `error`, `error_description`,
+ * `Cache-Control: no-store`, plus the error's own headers (WWW-Authenticate, Retry-After).
+ * Bound to the token, revocation, introspection and userinfo controllers.
+ */
+@Catch()
+export class TokenErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('TokenErrorFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const res = host.switchToHttp().getResponse<Response>();
+    const err = toOAuthError(exception);
+    if (err.status >= 500) this.logger.error(`${err.code}: ${err.hint ?? ''}`);
+    else if (err.hint) this.logger.debug(`${err.code}: ${err.hint}`);
+    if (res.headersSent) return;
+    res.status(err.status);
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Pragma', 'no-cache');
+    for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+    if (err.status === 503) res.setHeader('Retry-After', '5');
+    res.json({ error: err.code, error_description: err.description });
+  }
+}
+
+/**
+ * The JSON error format of the admin API and every other non-protocol route:
+ * `{ statusCode, error, message }` where `message` names each bad field. Unknown errors answer a
+ * generic 500 (or 503 when the database is away); the stack goes to the log, never to the client.
+ */
+@Catch()
+export class ApiErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('ApiErrorFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const res = host.switchToHttp().getResponse<Response>();
+    if (res.headersSent) return;
+    const body = errorBody(exception);
+    if (body.statusCode >= 500 && body.statusCode !== 503) {
+      this.logger.error((exception as Error)?.message ?? String(exception), (exception as Error)?.stack);
+    }
+    const headers = (exception as { headers?: Record<string, string> })?.headers;
+    if (headers && typeof headers === 'object') for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    if (body.statusCode === 503) res.setHeader('Retry-After', '5');
+    res.status(body.statusCode).json(body);
+  }
+}
+
+const REASONS: Record<number, string> = {
+  400: 'invalid_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed',
+  409: 'conflict', 413: 'payload_too_large', 415: 'unsupported_media_type', 429: 'too_many_requests', 503: 'temporarily_unavailable',
+};
+
+export function errorBody(exception: unknown): { statusCode: number; error: string; message: string | string[] } {
+  if (exception instanceof HttpException) {
+    const status = exception.getStatus();
+    const raw = exception.getResponse() as { message?: string | string[]; error?: string } | string;
+    const message = typeof raw === 'string' ? raw : (raw.message ?? httpMessage(exception));
+    const error = typeof raw === 'object' && raw.error && /^[a-z_]+$/.test(raw.error) ? raw.error : (REASONS[status] ?? 'error');
+    return { statusCode: status, error, message };
+  }
+  const oauth = toOAuthError(exception);
+  if (oauth.status < 500) return { statusCode: oauth.status, error: oauth.code, message: oauth.description };
+  if (isDatabaseUnavailable(exception)) return { statusCode: 503, error: 'temporarily_unavailable', message: 'the database is unavailable, try again shortly' };
+  return { statusCode: 500, error: 'server_error', message: 'internal server error' };
+}

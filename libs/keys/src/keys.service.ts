@@ -1,0 +1,203 @@
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
+import { promisify } from 'node:util';
+import { DataSource } from 'typeorm';
+import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, jwtVerify, SignJWT, decodeProtectedHeader, errors as joseErrors } from 'jose';
+import { IdpConfig, IdpEvents } from '@idp/core';
+import { SigningKey } from './signing-key.entity';
+
+export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA';
+export const SIGNING_ALGS: SigningAlg[] = ['RS256', 'ES256', 'EdDSA'];
+
+interface LoadedKey {
+  kid: string;
+  alg: SigningAlg;
+  status: SigningKey['status'];
+  publicJwk: Record<string, unknown>;
+  publicKey: KeyObject;
+  privateKey?: KeyObject;
+  createdAt: Date;
+  publishUntil: Date | null;
+}
+
+export interface KeyView {
+  kid: string;
+  alg: string;
+  status: 'current' | 'previous';
+  created_at: string;
+  publish_until: string | null;
+}
+
+const genKeyPair = promisify(generateKeyPair);
+const RELOAD_MS = 30_000;
+
+/**
+ * Every signature and every verification of our own JWTs goes through here. Keys are loaded once
+ * into memory as KeyObjects (private parts unsealed once, never re-parsed per request) and
+ * reloaded every 30 s and on an unknown `kid`, so a rotation made by another replica is seen.
+ */
+@Injectable()
+export class KeysService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('KeysService');
+  private keys = new Map<string, LoadedKey>();
+  private currentKid?: string;
+  private timer?: NodeJS.Timeout;
+  private lastReload = 0;
+  private jwksCache?: { at: number; body: { keys: Record<string, unknown>[] } };
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly config: IdpConfig,
+    private readonly events: IdpEvents,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    await this.reload();
+    if (!this.currentKid) {
+      await this.rotate({ alg: this.config.signingAlg, retireAfterSeconds: 0, reason: 'initial' });
+    }
+    this.timer = setInterval(() => this.reload().catch((e) => this.logger.warn(`key reload failed: ${e.message}`)), RELOAD_MS);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Reads the published keys from the database and unseals the private parts of new ones. */
+  async reload(): Promise<void> {
+    this.lastReload = Date.now();
+    const rows = await this.db
+      .getRepository(SigningKey)
+      .createQueryBuilder('k')
+      .addSelect('k.private_sealed')
+      .orderBy('k.created_at', 'DESC')
+      .getMany();
+    const next = new Map<string, LoadedKey>();
+    let current: LoadedKey | undefined;
+    for (const row of rows) {
+      if (row.status === 'previous' && row.publish_until && row.publish_until.getTime() < Date.now()) continue;
+      const known = this.keys.get(row.kid);
+      const loaded: LoadedKey = known
+        ? { ...known, status: row.status, publishUntil: row.publish_until }
+        : {
+            kid: row.kid,
+            alg: row.alg as SigningAlg,
+            status: row.status,
+            publicJwk: row.public_jwk,
+            publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
+            privateKey: createPrivateKey({ key: JSON.parse(this.config.keyring.unseal(row.private_sealed, `signing-key:${row.kid}`)), format: 'jwk' }),
+            createdAt: row.created_at,
+            publishUntil: row.publish_until,
+          };
+      next.set(row.kid, loaded);
+      // The newest key marked current wins (two replicas booting at once may both create one).
+      if (row.status === 'current' && !current) current = loaded;
+    }
+    this.keys = next;
+    this.currentKid = current?.kid;
+    this.jwksCache = undefined;
+  }
+
+  /**
+   * Makes a new key current. The previous current key keeps being published (and accepted) for
+   * `retireAfterSeconds`, the longest lifetime of a token it may have signed.
+   */
+  async rotate(opts: { alg?: SigningAlg; retireAfterSeconds: number; actor?: string; reason?: string }): Promise<KeyView> {
+    const alg = opts.alg ?? this.config.signingAlg;
+    const { publicKey, privateKey } = await generate(alg);
+    const publicJwk = publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    const kid = await calculateJwkThumbprint(publicJwk as never, 'sha256');
+    const sealed = this.config.keyring.seal(JSON.stringify(privateKey.export({ format: 'jwk' })), `signing-key:${kid}`);
+    const now = new Date();
+    const publishUntil = new Date(now.getTime() + opts.retireAfterSeconds * 1000);
+    let previousKid: string | undefined;
+    await this.db.transaction(async (m) => {
+      const repo = m.getRepository(SigningKey);
+      const previous = await repo.find({ where: { status: 'current' } });
+      previousKid = previous[0]?.kid;
+      if (previous.length) await repo.update(previous.map((p) => p.kid), { status: 'previous', publish_until: publishUntil });
+      const jwk: Record<string, unknown> = { ...publicJwk, kid, alg, use: 'sig' };
+      await repo.insert({ kid, alg, public_jwk: jwk as SigningKey['public_jwk'], private_sealed: sealed, status: 'current', created_at: now, publish_until: null });
+    });
+    await this.reload();
+    this.logger.log(`signing key ${kid} (${alg}) is now current${opts.reason ? ` (${opts.reason})` : ''}`);
+    if (opts.reason !== 'initial') await this.events.emit('key.rotated', { kid, previousKid, actor: opts.actor });
+    return this.view(this.keys.get(kid)!);
+  }
+
+  list(): KeyView[] {
+    return [...this.keys.values()].map((k) => this.view(k));
+  }
+
+  private view(k: LoadedKey): KeyView {
+    return { kid: k.kid, alg: k.alg, status: k.status, created_at: k.createdAt.toISOString(), publish_until: k.publishUntil?.toISOString() ?? null };
+  }
+
+  /** The JWK Set (RFC 7517 §5): the current key and every previous key still within its window. */
+  jwks(): { keys: Record<string, unknown>[] } {
+    if (this.jwksCache && Date.now() - this.jwksCache.at < 5_000) return this.jwksCache.body;
+    const now = Date.now();
+    const keys = [...this.keys.values()]
+      .filter((k) => k.status === 'current' || !k.publishUntil || k.publishUntil.getTime() > now)
+      .map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }));
+    this.jwksCache = { at: now, body: { keys } };
+    return this.jwksCache.body;
+  }
+
+  /** Algorithms of the published keys, for discovery. */
+  algorithms(): SigningAlg[] {
+    return [...new Set([this.current().alg, ...SIGNING_ALGS.filter((a) => [...this.keys.values()].some((k) => k.alg === a))])];
+  }
+
+  current(): LoadedKey {
+    const k = this.currentKid ? this.keys.get(this.currentKid) : undefined;
+    if (!k || !k.privateKey) throw new Error('no current signing key');
+    return k;
+  }
+
+  /** Signs a JWT with the current key; `typ` goes in the protected header (e.g. `at+jwt`, RFC 9068). */
+  async sign(claims: JWTPayload, opts: { typ?: string } = {}): Promise<string> {
+    const k = this.current();
+    return new SignJWT(claims).setProtectedHeader({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) }).sign(k.privateKey!);
+  }
+
+  /**
+   * Verifies a JWT signed by one of our published keys: signature, `iss` = issuer, `exp`/`nbf`,
+   * and optionally `typ` and `aud`. Throws jose's errors on failure.
+   */
+  async verify(jwt: string, opts: { typ?: string; audience?: string | string[] } = {}): Promise<JWTVerifyResult> {
+    let kid: string | undefined;
+    try {
+      kid = decodeProtectedHeader(jwt).kid;
+    } catch {
+      throw new joseErrors.JWSInvalid('malformed token');
+    }
+    let key = kid ? this.keys.get(kid) : undefined;
+    if (!key && kid && Date.now() - this.lastReload > 1_000) {
+      await this.reload();
+      key = this.keys.get(kid);
+    }
+    if (!key) throw new joseErrors.JWKSNoMatchingKey();
+    if (key.status === 'previous' && key.publishUntil && key.publishUntil.getTime() < Date.now()) throw new joseErrors.JWKSNoMatchingKey();
+    return jwtVerify(jwt, key.publicKey, {
+      issuer: this.config.issuer,
+      algorithms: [key.alg],
+      typ: opts.typ,
+      audience: opts.audience,
+      clockTolerance: 5,
+    });
+  }
+}
+
+async function generate(alg: SigningAlg): Promise<{ publicKey: KeyObject; privateKey: KeyObject }> {
+  switch (alg) {
+    case 'RS256':
+      return genKeyPair('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+    case 'ES256':
+      return genKeyPair('ec', { namedCurve: 'P-256' });
+    case 'EdDSA':
+      return genKeyPair('ed25519');
+  }
+}

@@ -1,0 +1,4 @@
+export { UsersModule } from './users.module';
+export { UsersService, normalizeEmail } from './users.service';
+export { User } from './user.entity';
+export { CreateUserDto, UpdateUserDto, UserView } from './user.dto';

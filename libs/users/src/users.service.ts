@@ -1,0 +1,96 @@
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { MoreThan, Repository } from 'typeorm';
+import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from '@idp/core';
+import { User } from './user.entity';
+import { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
+import { dummyHash, hashPassword, verifyPassword } from './password';
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+@Injectable()
+export class UsersService {
+  constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents) {}
+
+  async create(dto: CreateUserDto, actor?: string): Promise<User> {
+    const now = new Date();
+    const user = this.users.create({
+      id: uuidv7(), email: normalizeEmail(dto.email), password_hash: await hashPassword(dto.password),
+      name: dto.name ?? null, email_verified: dto.email_verified ?? false, blocked: dto.blocked ?? false,
+      created_at: now, updated_at: now,
+    });
+    try {
+      await this.users.insert(user);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ConflictException(['email is already registered']);
+      throw err;
+    }
+    await this.events.emit('user.created', { userId: user.id, actor });
+    return user;
+  }
+
+  async update(id: string, dto: UpdateUserDto, actor?: string): Promise<User> {
+    const user = await this.get(id);
+    const patch: Partial<User> = { updated_at: new Date() };
+    if (dto.email !== undefined) patch.email = normalizeEmail(dto.email);
+    if (dto.password !== undefined) patch.password_hash = await hashPassword(dto.password);
+    if (dto.name !== undefined) patch.name = dto.name;
+    if (dto.email_verified !== undefined) patch.email_verified = dto.email_verified;
+    if (dto.blocked !== undefined) patch.blocked = dto.blocked;
+    try {
+      await this.users.update({ id }, patch);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ConflictException(['email is already registered']);
+      throw err;
+    }
+    const { password_hash: _, ...visible } = patch;
+    await this.events.emit('user.updated', { userId: id, actor });
+    return Object.assign(user, visible);
+  }
+
+  async remove(id: string, actor?: string): Promise<void> {
+    const res = await this.users.delete({ id });
+    if (!res.affected) throw new NotFoundException([`user ${id} not found`]);
+    await this.events.emit('user.deleted', { userId: id, actor });
+  }
+
+  findById(id: string): Promise<User | null> {
+    return this.users.findOne({ where: { id } });
+  }
+
+  async get(id: string): Promise<User> {
+    const user = await this.findById(id);
+    if (!user) throw new NotFoundException([`user ${id} not found`]);
+    return user;
+  }
+
+  findByEmail(email: string): Promise<User | null> {
+    return this.users.findOne({ where: { email: normalizeEmail(email) } });
+  }
+
+  async list(req: PageRequest, filter: { email?: string } = {}): Promise<Page<UserView>> {
+    const where = { ...(req.after ? { id: MoreThan(req.after) } : {}), ...(filter.email ? { email: normalizeEmail(filter.email) } : {}) };
+    const rows = await this.users.find({ where, order: { id: 'ASC' }, take: req.limit + 1 });
+    return toPage(rows, req, (u) => u.id, UserView.of);
+  }
+
+  /**
+   * Checks an email and password. Costs one argon2id verification whether or not the account
+   * exists, so neither the answer nor its timing tells an attacker which emails are registered.
+   * Returns the user only when the password matches; blocked users are returned with `blocked`
+   * set so the caller can refuse them with the same generic message.
+   */
+  async verifyPassword(email: string, password: string): Promise<User | null> {
+    const user = await this.users
+      .createQueryBuilder('u')
+      .addSelect('u.password_hash')
+      .where('u.email = :email', { email: normalizeEmail(email) })
+      .getOne();
+    const ok = await verifyPassword(user?.password_hash ?? (await dummyHash()), password);
+    if (!user || !ok) return null;
+    delete (user as Partial<User>).password_hash;
+    return user;
+  }
+}
