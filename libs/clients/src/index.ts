@@ -8,3 +8,4 @@ export { ClientAuthRegistry } from './client-auth/client-auth-registry';
 export { ClientAuthenticator } from './client-auth/client-authenticator';
 export { ClientAuthGuard, CurrentClient } from './client-auth/client-auth.guard';
 export { SCOPE_TOKEN, redirectUriProblem } from './client-rules';
+export { ASSERTION_ALGS, JWT_BEARER_ASSERTION } from './client-auth/private-key-jwt';

@@ -16,6 +16,9 @@ export function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/** Nest's start-up chatter (one line per module and route): debug, not info. */
+const QUIET = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory']);
+
 /**
  * One JSON object per line on stdout (CONTRACT §6). Nest's own messages come through `log/warn/…`;
  * structured records through `write`. Fields that look secret are redacted as a last line of
@@ -32,7 +35,7 @@ export class JsonLogger implements LoggerService {
     this.out(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(redact(fields) as object) }));
   }
 
-  log(message: unknown, context?: string) { this.write('info', String(message), context ? { context } : {}); }
+  log(message: unknown, context?: string) { this.write(context && QUIET.has(context) ? 'debug' : 'info', String(message), context ? { context } : {}); }
   warn(message: unknown, context?: string) { this.write('warn', String(message), context ? { context } : {}); }
   debug(message: unknown, context?: string) { this.write('debug', String(message), context ? { context } : {}); }
   verbose(message: unknown, context?: string) { this.write('debug', String(message), context ? { context } : {}); }

@@ -1,0 +1,42 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { CoreModule, IdpConfig } from '@idp/core';
+import { KeysModule } from '@idp/keys';
+import { UsersModule } from '@idp/users';
+import { ClientsModule } from '@idp/clients';
+import { ResourcesModule } from '@idp/resources';
+import { TokenModule } from '@idp/token';
+import { dataSourceOptions } from './database';
+import { DiscoveryController } from './discovery.controller';
+import { HealthController } from './health.controller';
+import { AdminBootstrap } from './admin-bootstrap';
+import { ClientsAdminController } from './admin/clients.admin.controller';
+import { UsersAdminController } from './admin/users.admin.controller';
+import { ApisAdminController } from './admin/apis.admin.controller';
+import { ClientGrantsAdminController } from './admin/client-grants.admin.controller';
+import { KeysAdminController } from './admin/keys.admin.controller';
+
+/** The composition root: the database, every lib module, the admin API, discovery and health. */
+@Module({})
+export class AppModule {
+  static forRoot(config: IdpConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        CoreModule.forRoot(config),
+        // Pending migrations run at boot; the schema is never synchronized.
+        TypeOrmModule.forRoot({ ...dataSourceOptions(config.databaseUrl), migrationsRun: true }),
+        KeysModule,
+        UsersModule,
+        ClientsModule,
+        ResourcesModule,
+        TokenModule,
+      ],
+      controllers: [
+        DiscoveryController, HealthController,
+        ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController,
+      ],
+      providers: [AdminBootstrap],
+    };
+  }
+}

@@ -1,0 +1,51 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { DataSourceOptions } from 'typeorm';
+import { SigningKey } from '@idp/keys';
+import { User } from '@idp/users';
+import { Client, UsedAssertion } from '@idp/clients';
+import { Api, ClientGrant } from '@idp/resources';
+import { InitialSchema1764000000000 } from './migrations/1764000000000-InitialSchema';
+
+/** The single list of entities. An extension's entities are added by its own TypeOrmModule.forFeature. */
+export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant];
+
+/** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
+export const MIGRATIONS = [InitialSchema1764000000000];
+
+/**
+ * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query
+ * parameter puts every table in that schema). Migrations, never `synchronize`.
+ */
+export function dataSourceOptions(databaseUrl: string): DataSourceOptions {
+  const common = { entities: ENTITIES, migrations: MIGRATIONS, migrationsTableName: 'migrations', synchronize: false, logging: false } as const;
+  if (databaseUrl.startsWith('sqlite:')) {
+    const path = databaseUrl.slice('sqlite:'.length);
+    const memory = path === ':memory:';
+    if (!memory) mkdirSync(dirname(resolve(path)), { recursive: true });
+    return {
+      ...common,
+      type: 'better-sqlite3',
+      database: memory ? ':memory:' : resolve(path),
+      // WAL lets readers proceed while one writer commits; wait up to 5 s for the write lock.
+      enableWAL: !memory,
+      timeout: 5000,
+    };
+  }
+  const url = new URL(databaseUrl);
+  const schema = url.searchParams.get('schema') ?? undefined;
+  url.searchParams.delete('schema');
+  return {
+    ...common,
+    type: 'postgres',
+    url: url.toString(),
+    schema,
+    extra: {
+      max: 10,
+      connectionTimeoutMillis: 5000,
+      // No statement may hang a request: PostgreSQL cancels anything over 10 s.
+      statement_timeout: 10_000,
+      ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    },
+  };
+}

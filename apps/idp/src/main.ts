@@ -1,0 +1,49 @@
+import './paths';
+import { ConfigError } from '@idp/core';
+import { createServer } from 'node:net';
+import { createApp } from './create-app';
+
+function freePort(host = '0.0.0.0'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `npm start`: validate the configuration (one line naming a bad variable, no stack), apply
+ * pending migrations (TypeORM runs them during init), listen, log the ready line.
+ */
+async function main(): Promise<void> {
+  const started = Date.now();
+  const env = { ...process.env };
+  // PORT=0: pick a free port now, so that the default ISSUER (http://localhost:$PORT) names it.
+  if (env.PORT?.trim() === '0') env.PORT = String(await freePort(env.HOST));
+  const { app, config, logger } = await createApp(env);
+  if (config.secretKeySource === 'ephemeral') {
+    logger.write('warn', 'IDP_SECRET_KEY is not set and the database is in memory: a throw-away key is used; set IDP_SECRET_KEY to keep keys across restarts');
+  } else if (config.secretKeySource === 'file') {
+    logger.write('warn', 'IDP_SECRET_KEY is not set: using the development key kept in the data folder; set IDP_SECRET_KEY in production');
+  }
+  if (config.isProduction && !config.issuer.startsWith('https://')) {
+    logger.write('warn', 'ISSUER is not https in production: cookies will not be Secure and tokens may travel in clear');
+  }
+  await app.listen(config.port, config.host);
+  const address = app.getHttpServer().address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  logger.write('info', `ready: listening on http://${host}:${port}`, { url: `http://${host}:${port}`, issuer: config.issuer, started_ms: Date.now() - started });
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+  } else {
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: `failed to start: ${err?.message ?? err}` })}\n`);
+  }
+  process.exit(1);
+});
