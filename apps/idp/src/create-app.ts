@@ -37,7 +37,6 @@ export async function createApp(env: Record<string, string | undefined> = proces
 
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   app.useGlobalFilters(new ApiErrorFilter());
-  app.enableShutdownHooks();
 
   const document = SwaggerModule.createDocument(
     app,

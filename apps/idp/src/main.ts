@@ -36,6 +36,26 @@ async function main(): Promise<void> {
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  // SIGTERM / SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.write('info', `${signal}: shutting down`);
+    setTimeout(() => {
+      logger.write('error', 'shutdown took over 10 s; exiting');
+      process.exit(1);
+    }, 10_000).unref();
+    app.close().then(
+      () => process.exit(0),
+      (err) => {
+        logger.write('error', `shutdown failed: ${err?.message ?? err}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
   logger.write('info', `ready: listening on http://${host}:${port}`, { url: `http://${host}:${port}`, issuer: config.issuer, started_ms: Date.now() - started });
 }
 

@@ -87,7 +87,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
             status: row.status,
             publicJwk: row.public_jwk,
             publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
-            privateKey: createPrivateKey({ key: JSON.parse(this.config.keyring.unseal(row.private_sealed, `signing-key:${row.kid}`)), format: 'jwk' }),
+            privateKey: createPrivateKey({ key: JSON.parse(this.unseal(row)), format: 'jwk' }),
             createdAt: row.created_at,
             publishUntil: row.publish_until,
           };
@@ -98,6 +98,14 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     this.keys = next;
     this.currentKid = current?.kid;
     this.jwksCache = undefined;
+  }
+
+  private unseal(row: SigningKey): string {
+    try {
+      return this.config.keyring.unseal(row.private_sealed, `signing-key:${row.kid}`);
+    } catch {
+      throw new Error(`IDP_SECRET_KEY cannot decrypt signing key ${row.kid}: it is not the key the database was set up with`);
+    }
   }
 
   /**

@@ -8,10 +8,12 @@ export class InitialSchema1764000000000 implements MigrationInterface {
   name = 'InitialSchema1764000000000';
 
   async up(q: QueryRunner): Promise<void> {
-    const ts = q.connection.driver.options.type === 'postgres' ? 'timestamp' : 'datetime';
+    const pg = q.connection.driver.options.type === 'postgres';
+    const ts = pg ? 'timestamp' : 'datetime';
     const varchar = (name: string, length: number, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'varchar', length: String(length), ...extra });
     const text = (name: string, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: 'text', ...extra });
-    const bool = (name: string, dflt: boolean): TableColumnOptions => ({ name, type: 'boolean', default: dflt });
+    // Defaults are SQL literals: SQLite stores booleans as 0/1.
+    const bool = (name: string, dflt: boolean): TableColumnOptions => ({ name, type: 'boolean', default: pg ? String(dflt) : dflt ? 1 : 0 });
     const date = (name: string, extra: Partial<TableColumnOptions> = {}): TableColumnOptions => ({ name, type: ts, ...extra });
 
     await q.createTable(new Table({

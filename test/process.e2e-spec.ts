@@ -1,0 +1,102 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './support/server';
+
+const ROOT = join(__dirname, '..');
+const MAIN = join(ROOT, 'dist/apps/idp/src/main.js');
+
+interface Run {
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: string;
+  exited: Promise<number | null>;
+}
+
+function run(env: Record<string, string>): Run {
+  const proc = spawn(process.execPath, [MAIN], { cwd: ROOT, env: { PATH: process.env.PATH!, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r: Run = { proc, stdout: [], stderr: '', exited: new Promise((res) => proc.on('exit', (code) => res(code))) };
+  let buf = '';
+  proc.stdout!.on('data', (d) => {
+    buf += d;
+    const lines = buf.split('\n');
+    buf = lines.pop()!;
+    r.stdout.push(...lines);
+  });
+  proc.stderr!.on('data', (d) => (r.stderr += d));
+  return r;
+}
+
+async function ready(r: Run): Promise<{ url: string }> {
+  for (let i = 0; i < 200; i++) {
+    const line = r.stdout.find((l) => l.includes('"ready: listening'));
+    if (line) return JSON.parse(line);
+    if (r.proc.exitCode !== null) throw new Error(`exited: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error('no ready line');
+}
+
+describe('the server process (npm start)', () => {
+  let dir: string;
+  beforeAll(() => {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT });
+    dir = mkdtempSync(join(tmpdir(), 'idp-proc-'));
+  }, 60_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ ISSUER: 'not a url' }, 'ISSUER'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    [{ NODE_ENV: 'production', DATABASE_URL: 'sqlite::memory:' }, 'IDP_SECRET_KEY'],
+    [{ IDP_SECRET_KEY: 'short' }, 'IDP_SECRET_KEY'],
+    [{ IDP_ADMIN_CLIENT_ID: 'admin' }, 'IDP_ADMIN_CLIENT_SECRET'],
+    [{ IDP_RATE_LIMIT: 'maybe' }, 'IDP_RATE_LIMIT'],
+  ])('refuses to start with %j, in one line naming %s and no stack', async (env, variable) => {
+    const r = run({ DATABASE_URL: 'sqlite::memory:', ...env });
+    expect(await r.exited).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(variable);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('starts on a SQLite file, logs a JSON ready line, keeps its keys across a restart, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const env = { PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: `sqlite:${join(dir, 'idp.sqlite')}` };
+    const first = run(env);
+    const line = await ready(first);
+    expect(line.url).toBe(`http://127.0.0.1:${port}`);
+    for (const l of first.stdout) expect(() => JSON.parse(l)).not.toThrow();
+    expect(await (await fetch(`${line.url}/health/ready`)).json()).toEqual({ status: 'ok', database: 'up' });
+    const jwks1 = await (await fetch(`${line.url}/.well-known/jwks.json`)).json();
+    // The generated development secret key sits beside the database, readable by its owner only.
+    expect(statSync(join(dir, 'secret.key')).mode & 0o077).toBe(0);
+    first.proc.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+
+    const second = run(env);
+    await ready(second);
+    const jwks2 = await (await fetch(`${line.url}/.well-known/jwks.json`)).json();
+    expect(jwks2.keys.map((k: { kid: string }) => k.kid)).toEqual(jwks1.keys.map((k: { kid: string }) => k.kid));
+    second.proc.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+
+    const wrongKey = run({ ...env, IDP_SECRET_KEY: 'x'.repeat(40) });
+    expect(await wrongKey.exited).toBe(1);
+    expect(wrongKey.stderr).toContain('IDP_SECRET_KEY cannot decrypt');
+    expect(wrongKey.stderr).not.toMatch(/\n\s+at /);
+  }, 60_000);
+
+  it('PORT=0 listens on a free port and the default issuer names it', async () => {
+    const r = run({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: 'sqlite::memory:' });
+    const line = await ready(r);
+    const meta = await (await fetch(`${line.url}/.well-known/openid-configuration`)).json();
+    expect(meta.issuer).toBe(line.url.replace('127.0.0.1', 'localhost'));
+    r.proc.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  }, 30_000);
+});
