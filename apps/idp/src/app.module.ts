@@ -6,6 +6,9 @@ import { UsersModule } from '@idp/users';
 import { ClientsModule } from '@idp/clients';
 import { ResourcesModule } from '@idp/resources';
 import { TokenModule } from '@idp/token';
+import { SessionModule } from '@idp/session';
+import { ConsentModule } from '@idp/consent';
+import { AuthorizationModule } from '@idp/authorization';
 import { dataSourceOptions } from './database';
 import { DiscoveryController } from './discovery.controller';
 import { HealthController } from './health.controller';
@@ -30,6 +33,9 @@ export class AppModule {
         UsersModule,
         ClientsModule,
         ResourcesModule,
+        SessionModule,
+        ConsentModule,
+        AuthorizationModule,
         TokenModule,
       ],
       controllers: [

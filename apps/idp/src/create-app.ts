@@ -1,4 +1,6 @@
-import { INestApplication, ValidationPipe } from '@nestjs/common';
+import { BadRequestException, INestApplication, ValidationPipe } from '@nestjs/common';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -28,11 +30,15 @@ export async function createApp(env: Record<string, string | undefined> = proces
   if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
 
   app.use(requestLog(logger));
+  app.setBaseViewsDir(assetDir('views'));
+  app.setViewEngine('ejs');
+  app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });
   // Form bodies for the protocol endpoints (flat: `extended: false` keeps values as strings, and a
   // repeated parameter becomes an array that FormBodyGuard refuses); JSON for the admin API only.
   app.use(urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 }));
   app.use('/admin', json({ limit: '100kb', strict: true }));
   app.use('/admin', requireJsonBody);
+  app.use(refuseHostileInput);
   app.use(bodyErrors);
 
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
@@ -50,6 +56,12 @@ export async function createApp(env: Record<string, string | undefined> = proces
   );
   app.use('/admin/openapi.json', (req: Request, res: Response, next: NextFunction) => (req.method === 'GET' ? res.json(document) : next()));
   return { app, config, logger };
+}
+
+/** apps/idp/<name>, from the sources (tests) or from dist/ (npm start). */
+function assetDir(name: string): string {
+  const candidates = [join(__dirname, '..', name), join(__dirname, '..', '..', '..', '..', 'apps', 'idp', name)];
+  return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
 /** One JSON line per request: id, method, path (never the query string or body), status, duration. */
@@ -77,6 +89,43 @@ function requireJsonBody(req: Request, res: Response, next: NextFunction) {
     return;
   }
   next();
+}
+
+/** How deeply a JSON body may nest: the deepest legitimate one (a client's JWK Set) needs 4 levels. */
+const MAX_JSON_DEPTH = 16;
+
+/**
+ * Input that must never reach a handler, refused in the format of the route: U+0000 anywhere
+ * (never part of a valid value, and PostgreSQL can neither store nor compare it in text); JSON
+ * nested deeper than any DTO (class-transformer and class-validator recurse, and overflow the stack);
+ * and JSON keys named after Object.prototype members (`__proto__`, `constructor`, …), which
+ * class-transformer drops silently, so the whitelist could not name them.
+ */
+function refuseHostileInput(req: Request, _res: Response, next: NextFunction) {
+  const json = typeof req.is('application/json') === 'string';
+  const problem = req.path.includes('%00') ? 'the URL must not contain the character U+0000' : (inputProblem(req.query, '', false) ?? inputProblem(req.body, '', json));
+  next(problem ? new BadRequestException([problem]) : undefined);
+}
+
+function inputProblem(root: unknown, rootPath: string, json: boolean): string | undefined {
+  // Iterative, so that the walk itself cannot overflow the stack.
+  const stack: [unknown, string, number][] = [[root, rootPath, 0]];
+  while (stack.length) {
+    const [value, path, depth] = stack.pop()!;
+    if (typeof value === 'string') {
+      if (value.includes('\0')) return `${path || 'the request body'} must not contain the character U+0000`;
+      continue;
+    }
+    if (!value || typeof value !== 'object') continue;
+    if (json && depth >= MAX_JSON_DEPTH) return `the request body must not nest deeper than ${MAX_JSON_DEPTH} levels`;
+    for (const [key, child] of Object.entries(value)) {
+      if (key.includes('\0')) return `${path || 'the request body'} must not contain the character U+0000`;
+      const at = path ? `${path}.${key}` : key;
+      if (json && key in Object.prototype) return `property ${at} should not exist`;
+      stack.push([child, at, depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 /** Body parser failures (malformed JSON, too large, bad charset) in the format of the route. */

@@ -5,13 +5,18 @@ import { SigningKey } from '@idp/keys';
 import { User } from '@idp/users';
 import { Client, UsedAssertion } from '@idp/clients';
 import { Api, ClientGrant } from '@idp/resources';
+import { SessionRecord } from '@idp/session';
+import { Consent } from '@idp/consent';
+import { AuthorizationCode } from '@idp/authorization';
+import { RefreshToken, RevokedToken } from '@idp/token';
 import { InitialSchema1764000000000 } from './migrations/1764000000000-InitialSchema';
+import { CodeFlow1764100000000 } from './migrations/1764100000000-CodeFlow';
 
 /** The single list of entities. An extension's entities are added by its own TypeOrmModule.forFeature. */
-export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant];
+export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant, SessionRecord, Consent, AuthorizationCode, RefreshToken, RevokedToken];
 
 /** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
-export const MIGRATIONS = [InitialSchema1764000000000];
+export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000];
 
 /**
  * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query

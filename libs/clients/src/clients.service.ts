@@ -106,7 +106,8 @@ export class ClientsService {
 
   /** The client with its secret hash, for the authentication methods only. */
   findForAuthentication(clientId: string): Promise<(Client & { secret_hash: string | null }) | null> {
-    if (clientId.length > 128) return Promise.resolve(null);
+    // Ids from a Basic header or an assertion's `sub`: PostgreSQL cannot compare U+0000 in text.
+    if (clientId.length > 128 || clientId.includes('\0')) return Promise.resolve(null);
     return this.clients.createQueryBuilder('c').addSelect('c.secret_hash').where('c.client_id = :id', { id: clientId }).getOne();
   }
 

@@ -21,6 +21,16 @@ export interface IdpEventMap {
   'client_grant.deleted': { grantId: string; clientId: string; audience: string; actor?: string };
   'key.rotated': { kid: string; previousKid?: string; actor?: string };
   'token.issued': { clientId: string; grantType: string; userId?: string; audience: string[]; jti: string; scope: string };
+  'token.revoked': { clientId: string; tokenType: 'access_token' | 'refresh_token'; userId?: string };
+  'token.refresh_reused': { clientId: string; userId: string; familyId: string };
+  'code.replayed': { clientId: string; userId: string };
+  'authorization.code_issued': { clientId: string; userId: string; scope: string; audience?: string };
+  'user.login': { userId: string; clientId?: string; ip?: string };
+  'user.login_failed': { clientId?: string; ip?: string; reason: string };
+  'user.logout': { userId: string; clientId?: string };
+  'consent.granted': { userId: string; clientId: string; scopes: string[]; audience?: string };
+  'consent.denied': { userId: string; clientId: string };
+  'consent.revoked': { userId: string; clientId: string; actor?: string };
 }
 export type IdpEventName = keyof IdpEventMap;
 

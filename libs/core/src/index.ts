@@ -9,3 +9,6 @@ export * from './pagination';
 export * from './registry';
 export * from './db-errors';
 export * from './core.module';
+export * from './pages';
+export * from './page-redirect';
+export * from './page-error.filter';

@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
-import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, jwtVerify, SignJWT, decodeProtectedHeader, errors as joseErrors } from 'jose';
+import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, SignJWT, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import { IdpConfig, IdpEvents } from '@idp/core';
 import { SigningKey } from './signing-key.entity';
 
@@ -196,6 +196,26 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       audience: opts.audience,
       clockTolerance: 5,
     });
+  }
+
+  /**
+   * Checks only that we signed this JWT (with any key we ever published and still hold) and that
+   * `iss` is ours; expiry is not checked. For hints such as `id_token_hint` (OIDC Core §3.1.2.1:
+   * an expired ID token is a valid hint).
+   */
+  async verifySignatureOnly(jwt: string): Promise<JWTPayload> {
+    let kid: string | undefined;
+    try {
+      kid = decodeProtectedHeader(jwt).kid;
+    } catch {
+      throw new joseErrors.JWSInvalid('malformed token');
+    }
+    const key = kid ? this.keys.get(kid) : undefined;
+    if (!key) throw new joseErrors.JWKSNoMatchingKey();
+    const { payload } = await compactVerify(jwt, key.publicKey, { algorithms: [key.alg] });
+    const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload;
+    if (claims.iss !== this.config.issuer) throw new joseErrors.JWTClaimValidationFailed('unexpected iss', claims, 'iss');
+    return claims;
   }
 }
 

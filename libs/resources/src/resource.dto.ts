@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
 import type { Api } from './api.entity';
 import type { ClientGrant } from './client-grant.entity';
 
@@ -15,14 +15,14 @@ export class CreateApiDto {
   @ApiProperty({ example: 'https://api.example.com/orders', description: 'the audience of its tokens; an absolute URI' })
   @IsString() @MinLength(1) @MaxLength(512) identifier: string;
   @ApiProperty({ example: 'Orders API' }) @IsString() @MinLength(1) @MaxLength(255) name: string;
-  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptional() @IsArray() @ArrayMaxSize(200) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
+  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptional() @IsArray() @ArrayMaxSize(200) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
   @ApiPropertyOptional({ default: 86400, minimum: 60, maximum: 86400 }) @IsOptional() @IsInt() @Min(60) @Max(86400) token_lifetime?: number;
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() allow_offline_access?: boolean;
 }
 
 export class UpdateApiDto {
   @ApiPropertyOptional() @IsOptional() @IsString() @MinLength(1) @MaxLength(255) name?: string;
-  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptional() @IsArray() @ArrayMaxSize(200) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
+  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptional() @IsArray() @ArrayMaxSize(200) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
   @ApiPropertyOptional({ minimum: 60, maximum: 86400 }) @IsOptional() @IsInt() @Min(60) @Max(86400) token_lifetime?: number;
   @ApiPropertyOptional() @IsOptional() @IsBoolean() allow_offline_access?: boolean;
 }

@@ -4,6 +4,7 @@ import type { Request } from 'express';
 import type { JWTPayload } from 'jose';
 import { IdpConfig, OAuthError, insufficientScope, invalidToken } from '@idp/core';
 import { KeysService } from '@idp/keys';
+import { RevocationService } from './revocation.service';
 
 const SCOPES = 'idp:bearer:scopes';
 const AUDIENCE = 'idp:bearer:audience';
@@ -24,7 +25,12 @@ export interface BearerToken extends JWTPayload {
  */
 @Injectable()
 export class BearerGuard implements CanActivate {
-  constructor(private readonly keys: KeysService, private readonly reflector: Reflector, private readonly config: IdpConfig) {}
+  constructor(
+    private readonly keys: KeysService,
+    private readonly reflector: Reflector,
+    private readonly config: IdpConfig,
+    private readonly revocation: RevocationService,
+  ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<Request & { token?: BearerToken }>();
@@ -39,6 +45,7 @@ export class BearerGuard implements CanActivate {
     let payload: BearerToken;
     try {
       payload = (await this.keys.verify(match[1], { typ: 'at+jwt', audience: audience?.(this.config) })).payload as BearerToken;
+      if (await this.revocation.isRevoked(payload.jti)) throw new Error('revoked');
     } catch {
       throw invalidToken().withHeaders({ 'WWW-Authenticate': 'Bearer realm="idp", error="invalid_token", error_description="the access token is invalid or expired"' });
     }

@@ -1,5 +1,8 @@
 export { TokenModule } from './token.module';
 export { GrantHandler, GrantRegistry, TokenRequest, TokenResponse } from './grant-handler';
-export { TokenIssuer, AccessTokenSpec } from './token-issuer';
+export { TokenIssuer, AccessTokenSpec, ID_TOKEN_LIFETIME } from './token-issuer';
 export { BearerGuard, BearerAudience, BearerToken, CurrentToken, RequireScopes } from './bearer.guard';
+export { RevocationService } from './revocation.service';
+export { RefreshToken } from './refresh-token.entity';
+export { RevokedToken } from './revoked-token.entity';
 export { parseScope, requestedAudience } from './token-params';

@@ -1,30 +1,60 @@
 import { Injectable } from '@nestjs/common';
-import { IdpConfig, IdpEvents, randomToken } from '@idp/core';
+import { createHash } from 'node:crypto';
+import { IdpConfig, IdpEventMap, randomToken } from '@idp/core';
 import { KeysService } from '@idp/keys';
 import type { Client } from '@idp/clients';
+import { ClaimsService, User } from '@idp/users';
 
 export interface AccessTokenSpec {
   client: Client;
   /** The resource owner, or the client itself for client_credentials (RFC 9068 §2.2). */
   sub: string;
-  audience: string;
+  audience: string | string[];
   scope: string[];
   lifetime: number;
   grantType: string;
   userId?: string;
   authTime?: number;
+  sid?: string;
   extra?: Record<string, unknown>;
 }
+
+export interface IssuedAccessToken {
+  token: string;
+  jti: string;
+  expiresIn: number;
+  exp: number;
+  /** The `token.issued` event to emit once the request's writes are committed. */
+  event: IdpEventMap['token.issued'];
+}
+
+export interface IdTokenSpec {
+  client: Client;
+  user: User;
+  scopes: string[];
+  authTime: number;
+  sid: string;
+  amr: string[];
+  nonce?: string | null;
+  accessToken: string;
+}
+
+/** ID tokens live one hour (they are read once, at sign-in). */
+export const ID_TOKEN_LIFETIME = 3600;
 
 /** Claims that a customizer or an extra field may never set. */
 const PROTECTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope'];
 
-/** Mints our tokens: RFC 9068 JWT access tokens signed by the keys module. */
+/** Mints our tokens: RFC 9068 JWT access tokens, OIDC ID tokens and opaque refresh tokens. */
 @Injectable()
 export class TokenIssuer {
-  constructor(private readonly keys: KeysService, private readonly config: IdpConfig, private readonly events: IdpEvents) {}
+  constructor(private readonly keys: KeysService, private readonly config: IdpConfig, private readonly claims: ClaimsService) {}
 
-  async accessToken(spec: AccessTokenSpec): Promise<{ token: string; jti: string; expiresIn: number; exp: number }> {
+  get userinfoAudience(): string {
+    return `${this.config.issuer}/userinfo`;
+  }
+
+  async accessToken(spec: AccessTokenSpec): Promise<IssuedAccessToken> {
     const iat = Math.floor(Date.now() / 1000);
     const exp = iat + spec.lifetime;
     const jti = randomToken(16);
@@ -40,11 +70,49 @@ export class TokenIssuer {
       iat,
       exp,
       ...(spec.authTime !== undefined ? { auth_time: spec.authTime } : {}),
+      ...(spec.sid !== undefined ? { sid: spec.sid } : {}),
     };
     const token = await this.keys.sign(claims, { typ: 'at+jwt' });
-    await this.events.emit('token.issued', {
-      clientId: spec.client.client_id, grantType: spec.grantType, userId: spec.userId, audience: [spec.audience], jti, scope: claims.scope,
+    const audience = Array.isArray(spec.audience) ? spec.audience : [spec.audience];
+    return {
+      token, jti, expiresIn: spec.lifetime, exp,
+      event: { clientId: spec.client.client_id, grantType: spec.grantType, userId: spec.userId, audience, jti, scope: claims.scope },
+    };
+  }
+
+  /** OIDC Core §2 / §3.1.3.6: the ID token, with `at_hash` of the access token issued beside it. */
+  async idToken(spec: IdTokenSpec): Promise<string> {
+    const iat = Math.floor(Date.now() / 1000);
+    const profile = await this.claims.claimsFor(spec.user, { use: 'id_token', scopes: spec.scopes, clientId: spec.client.client_id });
+    return this.keys.sign({
+      ...profile,
+      iss: this.config.issuer,
+      sub: spec.user.id,
+      aud: spec.client.client_id,
+      iat,
+      exp: iat + ID_TOKEN_LIFETIME,
+      auth_time: spec.authTime,
+      ...(spec.nonce ? { nonce: spec.nonce } : {}),
+      amr: spec.amr,
+      sid: spec.sid,
+      at_hash: this.halfHash(spec.accessToken),
     });
-    return { token, jti, expiresIn: spec.lifetime, exp };
+  }
+
+  /** A refresh token: 256 random bits; the caller stores only `hash`. */
+  refreshToken(): { token: string; hash: string } {
+    const token = randomToken(32);
+    return { token, hash: this.config.keyring.hashSecret(token) };
+  }
+
+  hashRefreshToken(token: string): string {
+    return this.config.keyring.hashSecret(token);
+  }
+
+  /** Left half of the hash named by the signing algorithm (SHA-256 for RS256/ES256, SHA-512 for Ed25519). */
+  private halfHash(value: string): string {
+    const alg = this.keys.current().alg === 'EdDSA' ? 'sha512' : 'sha256';
+    const digest = createHash(alg).update(value, 'ascii').digest();
+    return digest.subarray(0, digest.length / 2).toString('base64url');
   }
 }

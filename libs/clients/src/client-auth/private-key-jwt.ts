@@ -11,7 +11,7 @@ import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } fro
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Asymmetric algorithms only: a shared-secret HMAC would not be "private key" JWT. */
 export const ASSERTION_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-/** The longest an assertion may live (exp - now, and now - iat). */
+/** The longest an assertion may live (exp - now, now - iat, and exp - iat). */
 const MAX_ASSERTION_AGE_S = 600;
 
 /**
@@ -76,6 +76,8 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
       const now = Math.floor(Date.now() / 1000);
       if (exp - now > MAX_ASSERTION_AGE_S) throw new Error('assertion lives too long');
       if (payload.iat !== undefined && now - payload.iat > MAX_ASSERTION_AGE_S) throw new Error('assertion is too old');
+      // RFC 7523 §3 item 4: the whole lifetime (exp - iat) is bounded, not only what is left of it.
+      if (payload.iat !== undefined && exp - payload.iat > MAX_ASSERTION_AGE_S) throw new Error('assertion lives too long');
       if (jti.length === 0 || jti.length > 255) throw new Error('bad jti');
     } catch (err) {
       throw invalidClient('client authentication failed', `assertion rejected: ${(err as Error).message}`);

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { invalidRequest, invalidScope, invalidTarget, unauthorizedClient } from '@idp/core';
+import { IdpEvents, invalidRequest, invalidScope, invalidTarget, unauthorizedClient } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
@@ -13,7 +13,7 @@ import { parseScope, requestedAudience } from '../token-params';
 @GrantHandler({ name: 'client_credentials' })
 @Injectable()
 export class ClientCredentialsGrant implements GrantHandler {
-  constructor(private readonly resources: ResourcesService, private readonly issuer: TokenIssuer) {}
+  constructor(private readonly resources: ResourcesService, private readonly issuer: TokenIssuer, private readonly events: IdpEvents) {}
 
   async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
     if (client.isPublic) throw unauthorizedClient('public clients cannot use client_credentials');
@@ -33,9 +33,10 @@ export class ClientCredentialsGrant implements GrantHandler {
       if (outside.length) throw invalidScope(`scope not granted to this client: ${outside.join(' ')}`);
       scope = grant.scope.filter((s) => requested.includes(s));
     }
-    const { token, expiresIn } = await this.issuer.accessToken({
+    const { token, expiresIn, event } = await this.issuer.accessToken({
       client, sub: client.client_id, audience: grant.api.identifier, scope, lifetime: grant.api.token_lifetime, grantType: 'client_credentials',
     });
+    await this.events.emit('token.issued', event);
     return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: scope.join(' ') };
   }
 }

@@ -1,0 +1,90 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Request } from 'express';
+import { IsNull, LessThan, Repository } from 'typeorm';
+import { IdpEvents, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
+import { ConsentService } from '@idp/consent';
+import { Interactions, type SessionUser } from '@idp/session';
+import { AuthorizationCode } from './authorization-code.entity';
+import type { AuthorizeRequest } from './authorize-request';
+
+/** Codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes; OAuth 2.1 "short"). */
+export const CODE_TTL_S = 60;
+
+export type ConsumeResult =
+  | { ok: true; code: AuthorizationCode }
+  | { ok: false; reason: 'unknown' }
+  | { ok: false; reason: 'replayed'; code: AuthorizationCode };
+
+@Injectable()
+export class AuthorizationService {
+  private sweeps = 0;
+
+  constructor(
+    @InjectRepository(AuthorizationCode) private readonly codes: Repository<AuthorizationCode>,
+    private readonly consents: ConsentService,
+    private readonly events: IdpEvents,
+  ) {}
+
+  /**
+   * After the login: a code, or the consent page, or an error. The user's answer on the consent
+   * page comes back through the interaction.
+   */
+  async decide(req: Request, ar: AuthorizeRequest, user: SessionUser): Promise<{ code: string }> {
+    const decision = ar.interaction?.decision;
+    if (decision === 'deny') throw accessDenied('the user denied the request');
+    if (decision !== 'allow') {
+      const forced = ar.prompt.includes('consent') && !ar.client.first_party;
+      const missing = forced ? ar.scopes : await this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier });
+      if (missing.length) {
+        if (ar.prompt.includes('none')) throw new OAuthError('consent_required', 'the user has not consented to this request');
+        const interaction = ar.interaction ?? Interactions.create(req, ar.params, ar.client.client_id);
+        Interactions.update(req, interaction.id, { consent: { scopes: ar.scopes, audience: ar.api?.identifier } });
+        throw new PageRedirect(`/consent?interaction=${encodeURIComponent(interaction.id)}`);
+      }
+    }
+    const code = await this.issueCode(ar, user);
+    if (ar.interaction) Interactions.remove(req, ar.interaction.id);
+    return { code };
+  }
+
+  /** Stores the code's hash with everything it is bound to; returns the code itself (once). */
+  async issueCode(ar: AuthorizeRequest, user: SessionUser): Promise<string> {
+    const code = randomToken(32);
+    const now = new Date();
+    await this.codes.insert({
+      code_hash: sha256(code), client_id: ar.client.client_id, user_id: user.sub, redirect_uri: ar.redirectUri,
+      code_challenge: ar.codeChallenge ?? null, scopes: ar.scopes, audience: ar.api?.identifier ?? null, nonce: ar.nonce ?? null,
+      auth_time: user.auth_time, sid: user.sid, amr: (user.amr ?? ['pwd']).join(' '),
+      expires_at: new Date(now.getTime() + CODE_TTL_S * 1000), used_at: null, access_jti: null, access_exp: null, created_at: now,
+    });
+    if (++this.sweeps % 500 === 0) void this.sweep();
+    await this.events.emit('authorization.code_issued', { clientId: ar.client.client_id, userId: user.sub, scope: ar.scopes.join(' '), audience: ar.api?.identifier });
+    return code;
+  }
+
+  /**
+   * Marks a code used, atomically: a conditional UPDATE (`used_at IS NULL`) that exactly one of
+   * any number of concurrent redemptions can win, on SQLite (one writer at a time) and PostgreSQL
+   * (the row lock taken by UPDATE makes the losers re-check the condition and match nothing).
+   */
+  async consumeCode(code: string): Promise<ConsumeResult> {
+    if (code.length > 256) return { ok: false, reason: 'unknown' };
+    const code_hash = sha256(code);
+    const res = await this.codes.update({ code_hash, used_at: IsNull() }, { used_at: new Date() });
+    const row = await this.codes.findOne({ where: { code_hash } });
+    if (!row) return { ok: false, reason: 'unknown' };
+    if (res.affected === 1) return { ok: true, code: row };
+    return { ok: false, reason: 'replayed', code: row };
+  }
+
+  /** Remembers the access token issued from a code, so a replay can revoke it. */
+  async recordIssued(codeHash: string, jti: string, exp: number): Promise<void> {
+    await this.codes.update({ code_hash: codeHash }, { access_jti: jti, access_exp: new Date(exp * 1000) });
+  }
+
+  /** Expired codes are kept a day (to recognize replays) and then deleted. */
+  private async sweep(): Promise<void> {
+    await this.codes.delete({ expires_at: LessThan(new Date(Date.now() - 24 * 3600 * 1000)) }).catch(() => undefined);
+  }
+}

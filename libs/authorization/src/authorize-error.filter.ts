@@ -1,0 +1,35 @@
+import { ArgumentsHost, Catch } from '@nestjs/common';
+import type { Response } from 'express';
+import { IdpConfig, OAuthError, PageErrorFilter, PageRedirect, toOAuthError } from '@idp/core';
+import { Interactions } from '@idp/session';
+import type { AuthorizeHttpRequest } from './authorize-request';
+import { redirectToClient } from './authorize-response';
+
+/**
+ * Errors at /authorize: once the redirect URI is verified, redirectable errors go back to the
+ * client with `error`, `error_description`, `state` and `iss`; before that (or for a
+ * non-redirectable error) the user sees the error page with HTTP 400.
+ */
+@Catch()
+export class AuthorizeErrorFilter extends PageErrorFilter {
+  constructor(private readonly config: IdpConfig) {
+    super();
+  }
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const req = host.switchToHttp().getRequest<AuthorizeHttpRequest>();
+    const res = host.switchToHttp().getResponse<Response>();
+    const target = req.authorizeTarget;
+    if (exception instanceof PageRedirect || !target || res.headersSent) return super.catch(exception, host);
+    const err = exception instanceof OAuthError ? exception : toOAuthError(exception);
+    if (!err.redirectable) return super.catch(exception, host);
+    if (err.status >= 500) this.logger.error(`authorize failed: ${err.hint ?? (exception as Error)?.message}`);
+    if (target.interactionId) Interactions.remove(req, target.interactionId);
+    redirectToClient(res, req.method, target.redirectUri, {
+      error: err.code,
+      error_description: err.description,
+      state: target.state,
+      iss: this.config.issuer,
+    });
+  }
+}

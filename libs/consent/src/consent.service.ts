@@ -1,0 +1,86 @@
+import { Injectable, NotFoundException } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { IdpEvents, isUniqueViolation, uuidv7 } from '@idp/core';
+import type { Client } from '@idp/clients';
+import { Consent, ConsentScopes } from './consent.entity';
+
+export interface ConsentRequest {
+  userId: string;
+  client: Client;
+  scopes: string[];
+  /** The API the API scopes belong to; the OIDC scopes are recorded under ''. */
+  audience?: string;
+}
+
+const OIDC = new Set(['openid', 'profile', 'email', 'offline_access', 'address', 'phone']);
+
+/** Remembered consents: a user's grant to a client, per audience. */
+@Injectable()
+export class ConsentService {
+  constructor(@InjectDataSource() private readonly db: DataSource, private readonly events: IdpEvents) {}
+
+  /** The requested scopes the user has not yet allowed this client (none for a first-party client). */
+  async missingScopes(req: ConsentRequest): Promise<string[]> {
+    if (req.client.first_party) return [];
+    const consent = await this.find(req.userId, req.client.client_id);
+    const granted = consent?.scopes ?? {};
+    return req.scopes.filter((s) => !(granted[bucket(s, req.audience)] ?? []).includes(s));
+  }
+
+  /**
+   * Records that the user allowed these scopes (added to what was allowed before). Concurrent
+   * grants for one user and client converge: the unique index makes one insert win, the other
+   * retries as an update of the merged row inside a transaction.
+   */
+  async grant(req: ConsentRequest): Promise<Consent> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const consent = await this.db.transaction(async (m) => {
+          const repo = m.getRepository(Consent);
+          const now = new Date();
+          const existing = await repo.findOne({ where: { user_id: req.userId, client_id: req.client.client_id } });
+          const scopes: ConsentScopes = { ...(existing?.scopes ?? {}) };
+          for (const s of req.scopes) {
+            const b = bucket(s, req.audience);
+            scopes[b] = [...new Set([...(scopes[b] ?? []), s])];
+          }
+          if (existing) {
+            await repo.update({ id: existing.id }, { scopes, updated_at: now });
+            return Object.assign(existing, { scopes, updated_at: now });
+          }
+          const row = repo.create({ id: uuidv7(), user_id: req.userId, client_id: req.client.client_id, scopes, granted_at: now, updated_at: now });
+          await repo.insert(row);
+          return row;
+        });
+        await this.events.emit('consent.granted', { userId: req.userId, clientId: req.client.client_id, scopes: req.scopes, audience: req.audience });
+        return consent;
+      } catch (err) {
+        if (isUniqueViolation(err) && attempt < 3) continue;
+        throw err;
+      }
+    }
+  }
+
+  find(userId: string, clientId: string): Promise<Consent | null> {
+    return this.db.getRepository(Consent).findOne({ where: { user_id: userId, client_id: clientId } });
+  }
+
+  listForUser(userId: string): Promise<Consent[]> {
+    return this.db.getRepository(Consent).find({ where: { user_id: userId }, order: { id: 'ASC' } });
+  }
+
+  /** Deletes one of a user's consents; the caller revokes the tokens issued under it. */
+  async revoke(userId: string, consentId: string, actor?: string): Promise<Consent> {
+    const repo = this.db.getRepository(Consent);
+    const consent = consentId.length <= 36 ? await repo.findOne({ where: { id: consentId, user_id: userId } }) : null;
+    if (!consent) throw new NotFoundException([`grant ${consentId} not found for user ${userId}`]);
+    await repo.delete({ id: consent.id });
+    await this.events.emit('consent.revoked', { userId, clientId: consent.client_id, actor });
+    return consent;
+  }
+}
+
+function bucket(scope: string, audience?: string): string {
+  return OIDC.has(scope) || !audience ? '' : audience;
+}

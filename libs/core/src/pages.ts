@@ -1,0 +1,19 @@
+import type { Response } from 'express';
+
+/**
+ * Renders a server-side page (login, consent, logout, errors) with the headers every HTML page of
+ * an IdP needs: no framing (clickjacking), no caching, no referrer, a strict CSP with no script.
+ */
+export function renderPage(res: Response, view: string, data: Record<string, unknown>, status = 200): void {
+  setPageHeaders(res);
+  res.status(status).render(view, data);
+}
+
+export function setPageHeaders(res: Response): void {
+  res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'");
+  res.setHeader('X-Frame-Options', 'DENY');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Pragma', 'no-cache');
+}

@@ -1,0 +1,7 @@
+import './session.types';
+export { SessionModule } from './session.module';
+export { SessionGuard, LoginCheck, RequestWithLogin, currentSessionUser } from './session.guard';
+export { CsrfGuard, csrfToken } from './csrf';
+export { Interactions } from './interactions';
+export { SessionRecord } from './session.entity';
+export type { SessionUser, Interaction } from './session.types';

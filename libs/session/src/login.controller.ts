@@ -1,0 +1,49 @@
+import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { PageErrorFilter, renderPage } from '@idp/core';
+import { ClientsService } from '@idp/clients';
+import { CsrfGuard, csrfToken } from './csrf';
+import { LocalLoginGuard } from './guards';
+import { Interactions, now } from './interactions';
+
+const GENERIC_FAILURE = 'Wrong email or password.';
+
+/** The login page (CONTRACT §3): a form with `username` and `password`; CSRF and interaction are hidden fields. */
+@ApiExcludeController()
+@Controller('login')
+@UseFilters(PageErrorFilter)
+export class LoginController {
+  constructor(private readonly clients: ClientsService) {}
+
+  @Get()
+  async page(@Query('interaction') id: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const interaction = Interactions.get(req, id);
+    if (!interaction) return expired(res);
+    await this.render(req, res, interaction.id, { username: interaction.params.login_hint ?? '' });
+  }
+
+  @Post()
+  @UseGuards(CsrfGuard, LocalLoginGuard)
+  async submit(@Body() body: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
+    const interaction = Interactions.get(req, body.interaction);
+    if (!interaction) return expired(res);
+    if (!req.user) {
+      const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
+      return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
+    }
+    Interactions.update(req, interaction.id, { login_at: now() });
+    // Back to /authorize through the interaction id: never a URL taken from the form.
+    res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);
+  }
+
+  private async render(req: Request, res: Response, interactionId: string, data: { username: string; error?: string }, status = 200): Promise<void> {
+    const interaction = Interactions.get(req, interactionId)!;
+    const client = await this.clients.find(interaction.client_id);
+    renderPage(res, 'login', { ...data, interaction: interactionId, csrf: csrfToken(req), clientName: client?.client_name ?? client?.client_id ?? '' }, status);
+  }
+}
+
+function expired(res: Response): void {
+  renderPage(res, 'error', { title: 'Sign-in expired', message: 'This sign-in page has expired. Go back to the application and try again.' }, 400);
+}

@@ -1,0 +1,41 @@
+import 'express-session';
+
+/** What a signed-in session carries about its user (passport's serialized user). */
+export interface SessionUser {
+  sub: string;
+  /** Seconds since the epoch of the last authentication (OIDC `auth_time`). */
+  auth_time: number;
+  /** The OIDC session id (`sid` claim), stable for the life of the login. */
+  sid: string;
+  amr: string[];
+}
+
+/** A pending authorization request, resumed by id after login or consent. */
+export interface Interaction {
+  id: string;
+  /** The validated /authorize parameters, replayed on resume. */
+  params: Record<string, string>;
+  client_id: string;
+  created_at: number;
+  /** Set when the user logged in during this interaction (satisfies prompt=login). */
+  login_at?: number;
+  /** What the consent page must show, set by the authorization step. */
+  consent?: { scopes: string[]; audience?: string };
+  /** The user's answer on the consent page. */
+  decision?: 'allow' | 'deny';
+}
+
+declare module 'express-session' {
+  interface SessionData {
+    csrf?: string;
+    interactions?: Record<string, Interaction>;
+    passport?: { user?: SessionUser };
+  }
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface User extends Partial<SessionUser> {}
+  }
+}

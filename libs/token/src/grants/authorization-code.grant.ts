@@ -1,0 +1,59 @@
+import { Injectable } from '@nestjs/common';
+import { IdpEvents, invalidGrant, invalidRequest } from '@idp/core';
+import type { Client } from '@idp/clients';
+import { AuthorizationCode, AuthorizationService, verifyPkce } from '@idp/authorization';
+import { ResourcesService } from '@idp/resources';
+import { UsersService } from '@idp/users';
+import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
+import { RevocationService } from '../revocation.service';
+import { UserTokens } from './user-tokens';
+
+/** RFC 6749 §4.1.3 / OIDC Core §3.1.3: trade a code for tokens. */
+@GrantHandler({ name: 'authorization_code' })
+@Injectable()
+export class AuthorizationCodeGrant implements GrantHandler {
+  constructor(
+    private readonly authorization: AuthorizationService,
+    private readonly users: UsersService,
+    private readonly resources: ResourcesService,
+    private readonly revocation: RevocationService,
+    private readonly tokens: UserTokens,
+    private readonly events: IdpEvents,
+  ) {}
+
+  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+    if (!req.code) throw invalidRequest('code is required');
+    if (!req.redirect_uri) throw invalidRequest('redirect_uri is required');
+    const result = await this.authorization.consumeCode(req.code);
+    if (!result.ok) {
+      if (result.reason === 'replayed') await this.replayed(result.code);
+      throw invalidGrant('the code is invalid, expired or already used');
+    }
+    const code = result.code;
+    if (code.client_id !== client.client_id) throw invalidGrant('the code is invalid, expired or already used', 'code issued to another client');
+    if (code.expires_at.getTime() < Date.now()) throw invalidGrant('the code is invalid, expired or already used', 'code expired');
+    if (code.redirect_uri !== req.redirect_uri) throw invalidGrant('redirect_uri does not match the authorization request');
+    // RFC 7636 §4.6; and a verifier without a challenge is refused (RFC 9700 §2.1.1, PKCE downgrade).
+    if (code.code_challenge) {
+      if (!req.code_verifier || !verifyPkce(code.code_challenge, req.code_verifier)) throw invalidGrant('code_verifier does not match the code_challenge');
+    } else if (req.code_verifier !== undefined) {
+      throw invalidGrant('code_verifier sent for a code issued without code_challenge');
+    }
+    const user = await this.users.findById(code.user_id);
+    if (!user || user.blocked) throw invalidGrant('the user is not allowed to sign in');
+    const api = code.audience ? await this.resources.findByIdentifier(code.audience) : null;
+    if (code.audience && !api) throw invalidGrant('the API of this code no longer exists');
+
+    return this.tokens.issue(
+      { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
+      req,
+      async (_m, access) => this.authorization.recordIssued(code.code_hash, access.jti, access.exp),
+    );
+  }
+
+  /** RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it. */
+  private async replayed(code: AuthorizationCode): Promise<void> {
+    await this.revocation.revokeForCode(code.code_hash, { jti: code.access_jti, exp: code.access_exp });
+    await this.events.emit('code.replayed', { clientId: code.client_id, userId: code.user_id });
+  }
+}

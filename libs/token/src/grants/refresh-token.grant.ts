@@ -1,0 +1,85 @@
+import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { IsNull, Repository } from 'typeorm';
+import { IdpEvents, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
+import type { Client } from '@idp/clients';
+import { ResourcesService } from '@idp/resources';
+import { UsersService } from '@idp/users';
+import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
+import { RefreshToken } from '../refresh-token.entity';
+import { RevocationService } from '../revocation.service';
+import { TokenIssuer } from '../token-issuer';
+import { parseScope } from '../token-params';
+import { UserTokens } from './user-tokens';
+
+/**
+ * RFC 6749 §6 refresh. With rotation (the default, and always for public clients) each token is
+ * used once: the conditional UPDATE (`used_at IS NULL`) lets exactly one of concurrent uses win,
+ * and presenting a used token revokes the whole family (RFC 9700 §4.14.2). Scope may narrow,
+ * never widen.
+ */
+@GrantHandler({ name: 'refresh_token' })
+@Injectable()
+export class RefreshTokenGrant implements GrantHandler {
+  constructor(
+    @InjectRepository(RefreshToken) private readonly refreshTokens: Repository<RefreshToken>,
+    private readonly users: UsersService,
+    private readonly resources: ResourcesService,
+    private readonly revocation: RevocationService,
+    private readonly tokens: UserTokens,
+    private readonly issuer: TokenIssuer,
+    private readonly events: IdpEvents,
+  ) {}
+
+  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+    if (!req.refresh_token) throw invalidRequest('refresh_token is required');
+    const hash = this.issuer.hashRefreshToken(req.refresh_token);
+    const row = await this.refreshTokens.findOne({ where: { token_hash: hash } });
+    const invalid = () => invalidGrant('the refresh token is invalid, expired or revoked');
+    if (!row || row.client_id !== client.client_id) throw invalid();
+    if (row.revoked_at) throw invalid();
+    if (row.expires_at.getTime() < Date.now()) throw invalid();
+
+    const requested = parseScope(req.scope);
+    let scopes = row.scopes;
+    if (requested) {
+      const outside = requested.filter((s) => !row.scopes.includes(s));
+      if (outside.length) throw invalidScope(`scope exceeds what was granted: ${outside.join(' ')}`);
+      scopes = row.scopes.filter((s) => requested.includes(s));
+    }
+
+    const rotate = client.refresh_token_rotation || client.isPublic;
+    if (rotate) {
+      const won = await this.refreshTokens.update({ token_hash: hash, used_at: IsNull(), revoked_at: IsNull() }, { used_at: new Date() });
+      if (won.affected !== 1) {
+        await this.revocation.revokeFamilies([row.family_id]);
+        await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
+        throw invalid();
+      }
+    }
+
+    const user = await this.users.findById(row.user_id);
+    if (!user || user.blocked) {
+      await this.revocation.revokeFamilies([row.family_id]);
+      throw invalid();
+    }
+    const api = row.audience ? await this.resources.findByIdentifier(row.audience) : null;
+    if (row.audience && !api) throw invalid();
+
+    // The new refresh token keeps the family's scopes (narrowing applies to this access token only)
+    // and its absolute expiry; without rotation the same refresh token stays valid and none is sent.
+    return this.tokens.issue(
+      {
+        client, user, scopes, api, authTime: row.auth_time, sid: row.sid, amr: row.amr.split(' '), grantType: 'refresh_token',
+        family: { id: row.family_id, expiresAt: row.expires_at }, codeHash: row.code_hash ?? undefined,
+        refreshScopes: row.scopes, noNewRefresh: !rotate,
+      },
+      req,
+      rotate
+        ? undefined
+        : async (m, access) => {
+            await m.getRepository(RefreshToken).update({ token_hash: hash }, { access_jti: access.jti, access_exp: new Date(access.exp * 1000) });
+          },
+    );
+  }
+}

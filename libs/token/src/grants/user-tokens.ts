@@ -1,0 +1,91 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager } from 'typeorm';
+import { IdpEvents, uuidv7 } from '@idp/core';
+import type { Client } from '@idp/clients';
+import type { Api } from '@idp/resources';
+import type { User } from '@idp/users';
+import type { TokenRequest, TokenResponse } from '../grant-handler';
+import { RefreshToken } from '../refresh-token.entity';
+import { TokenIssuer, IssuedAccessToken } from '../token-issuer';
+
+/** A user's access tokens for /userinfo only live one hour. */
+export const USERINFO_TOKEN_LIFETIME = 3600;
+/** A refresh token family lives 30 days from the sign-in, rotated or not (absolute, like Auth0's default). */
+export const REFRESH_FAMILY_LIFETIME_S = 30 * 24 * 3600;
+
+export interface UserGrant {
+  client: Client;
+  user: User;
+  scopes: string[];
+  api?: Api | null;
+  authTime: number;
+  sid: string;
+  amr: string[];
+  nonce?: string | null;
+  grantType: 'authorization_code' | 'refresh_token';
+  /** Continue this refresh family (refresh grant) instead of starting one. */
+  family?: { id: string; expiresAt: Date };
+  /** Scopes of the refresh token, when they differ from the access token's (narrowed refresh, RFC 6749 §6). */
+  refreshScopes?: string[];
+  /** Issue no new refresh token (refresh without rotation: the presented one stays valid). */
+  noNewRefresh?: boolean;
+  codeHash?: string;
+}
+
+/**
+ * What the authorization_code and refresh_token grants share: the access token (for the API, or
+ * for /userinfo), the ID token, and the refresh-token rules of CONTRACT §2.
+ */
+@Injectable()
+export class UserTokens {
+  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() private readonly db: DataSource) {}
+
+  /**
+   * Refresh tokens only with offline_access granted, the refresh_token grant registered, and the
+   * API (if any) allowing offline access; never to a confidential client's request carrying an
+   * Origin header (a browser must not hold a client secret); to a public client only with rotation.
+   */
+  mayRefresh(g: Pick<UserGrant, 'client' | 'scopes' | 'api' | 'refreshScopes' | 'noNewRefresh'>, req: TokenRequest): boolean {
+    if (g.noNewRefresh) return false;
+    if (!(g.refreshScopes ?? g.scopes).includes('offline_access')) return false;
+    if (!g.client.grant_types.includes('refresh_token')) return false;
+    if (g.api && !g.api.allow_offline_access) return false;
+    if (g.client.isPublic) return g.client.refresh_token_rotation;
+    return !req.origin;
+  }
+
+  /**
+   * Signs the tokens, then writes the new refresh token and whatever `write` adds in one
+   * transaction, and announces the issuance after the commit.
+   */
+  async issue(g: UserGrant, req: TokenRequest, write?: (m: EntityManager, access: IssuedAccessToken) => Promise<void>): Promise<TokenResponse> {
+    const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
+    const access = await this.issuer.accessToken({
+      client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
+      grantType: g.grantType, userId: g.user.id, authTime: g.authTime, sid: g.sid,
+    });
+    const response: TokenResponse = { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope: g.scopes.join(' ') };
+    if (g.scopes.includes('openid')) {
+      response.id_token = await this.issuer.idToken({
+        client: g.client, user: g.user, scopes: g.scopes, authTime: g.authTime, sid: g.sid, amr: g.amr, nonce: g.nonce, accessToken: access.token,
+      });
+    }
+    const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;
+    await this.db.transaction(async (m) => {
+      if (refresh) {
+        const now = new Date();
+        await m.getRepository(RefreshToken).insert({
+          token_hash: refresh.hash, family_id: g.family?.id ?? uuidv7(), client_id: g.client.client_id, user_id: g.user.id, scopes: g.refreshScopes ?? g.scopes,
+          audience: g.api?.identifier ?? null, sid: g.sid, auth_time: g.authTime, amr: g.amr.join(' '), code_hash: g.codeHash ?? null,
+          created_at: now, expires_at: g.family?.expiresAt ?? new Date(now.getTime() + REFRESH_FAMILY_LIFETIME_S * 1000),
+          used_at: null, revoked_at: null, access_jti: access.jti, access_exp: new Date(access.exp * 1000),
+        });
+      }
+      await write?.(m, access);
+    });
+    if (refresh) response.refresh_token = refresh.token;
+    await this.events.emit('token.issued', access.event);
+    return response;
+  }
+}

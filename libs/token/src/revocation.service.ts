@@ -1,0 +1,52 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, EntityManager, In, IsNull, LessThan } from 'typeorm';
+import { RefreshToken } from './refresh-token.entity';
+import { RevokedToken } from './revoked-token.entity';
+
+/** Revocation of access tokens (deny-list by jti) and refresh-token families. */
+@Injectable()
+export class RevocationService {
+  private sweeps = 0;
+
+  constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  async isRevoked(jti: string | undefined): Promise<boolean> {
+    if (!jti) return false;
+    return (await this.db.getRepository(RevokedToken).count({ where: { jti } })) > 0;
+  }
+
+  /** Adds access tokens to the deny-list until their expiry (idempotent). */
+  async revokeAccess(tokens: { jti: string | null; exp: Date | null }[], m: EntityManager = this.db.manager): Promise<void> {
+    const rows = tokens.filter((t) => t.jti && t.exp && t.exp.getTime() > Date.now()).map((t) => ({ jti: t.jti!, expires_at: t.exp! }));
+    if (rows.length) await m.getRepository(RevokedToken).createQueryBuilder().insert().values(rows).orIgnore().execute();
+    if (++this.sweeps % 200 === 0) void this.db.getRepository(RevokedToken).delete({ expires_at: LessThan(new Date()) }).catch(() => undefined);
+  }
+
+  /** Revokes every refresh token of the families given, and the access tokens they issued. */
+  async revokeFamilies(familyIds: string[], m?: EntityManager): Promise<void> {
+    if (!familyIds.length) return;
+    const run = async (em: EntityManager) => {
+      const repo = em.getRepository(RefreshToken);
+      const members = await repo.find({ where: { family_id: In(familyIds) } });
+      await repo.update({ family_id: In(familyIds), revoked_at: IsNull() }, { revoked_at: new Date() });
+      await this.revokeAccess(members.map((r) => ({ jti: r.access_jti, exp: r.access_exp })), em);
+    };
+    return m ? run(m) : this.db.transaction(run);
+  }
+
+  /** Revokes everything a user's grant to a client produced (consent revoked). */
+  async revokeForUserAndClient(userId: string, clientId: string): Promise<void> {
+    const rows = await this.db.getRepository(RefreshToken).find({ select: { family_id: true }, where: { user_id: userId, client_id: clientId } });
+    await this.revokeFamilies([...new Set(rows.map((r) => r.family_id))]);
+  }
+
+  /** Revokes the refresh tokens and access token that came from a replayed code (RFC 6749 §4.1.2). */
+  async revokeForCode(codeHash: string, access: { jti: string | null; exp: Date | null }): Promise<void> {
+    await this.db.transaction(async (m) => {
+      const rows = await m.getRepository(RefreshToken).find({ select: { family_id: true }, where: { code_hash: codeHash } });
+      await this.revokeFamilies([...new Set(rows.map((r) => r.family_id))], m);
+      await this.revokeAccess([access], m);
+    });
+  }
+}

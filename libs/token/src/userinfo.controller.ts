@@ -1,0 +1,39 @@
+import { Controller, Get, Header, Post, UseFilters, UseGuards } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import { TokenErrorFilter, invalidToken, insufficientScope } from '@idp/core';
+import { ClaimsService, UsersService } from '@idp/users';
+import { BearerAudience, BearerGuard, BearerToken, CurrentToken } from './bearer.guard';
+
+const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="idp", error="invalid_token", error_description="the access token is invalid or expired"' };
+
+/** OIDC Core §5.3 UserInfo: the claims of the granted scopes, for a user's access token. */
+@ApiExcludeController()
+@Controller('userinfo')
+@UseFilters(TokenErrorFilter)
+@BearerAudience((c) => `${c.issuer}/userinfo`)
+@UseGuards(BearerGuard)
+export class UserinfoController {
+  constructor(private readonly users: UsersService, private readonly claims: ClaimsService) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  get(@CurrentToken() token: BearerToken) {
+    return this.userinfo(token);
+  }
+
+  @Post()
+  @Header('Cache-Control', 'no-store')
+  post(@CurrentToken() token: BearerToken) {
+    return this.userinfo(token);
+  }
+
+  private async userinfo(token: BearerToken): Promise<Record<string, unknown>> {
+    const scopes = (token.scope ?? '').split(' ');
+    if (!scopes.includes('openid')) {
+      throw insufficientScope('the access token was not issued with the openid scope').withHeaders({ 'WWW-Authenticate': 'Bearer realm="idp", error="insufficient_scope", scope="openid"' });
+    }
+    const user = typeof token.sub === 'string' && token.sub !== token.client_id ? await this.users.findById(token.sub) : null;
+    if (!user || user.blocked) throw invalidToken().withHeaders(CHALLENGE);
+    return { sub: user.id, ...(await this.claims.claimsFor(user, { use: 'userinfo', scopes, clientId: token.client_id })) };
+  }
+}
