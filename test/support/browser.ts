@@ -108,6 +108,7 @@ export async function signIn(browser: Browser, authorizeUrl: string, user: { ema
   }
   if (page.url.includes('/consent')) {
     const [form] = forms(page.html);
+    if (!form) throw new Error(`no consent form (HTTP ${page.status}): ${page.html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`);
     page = await browser.submit(page, form, {}, form.buttons.find((b) => b.name === 'decision' && b.value === consent));
   }
   return page;

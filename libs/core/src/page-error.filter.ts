@@ -3,7 +3,7 @@ import type { Response } from 'express';
 import { PageRedirect } from './page-redirect';
 import { OAuthError } from './oauth-error';
 import { isDatabaseUnavailable } from './errors';
-import { renderPage } from './pages';
+import { renderPage, saveSession } from './pages';
 
 /**
  * Errors of the HTML pages (login, consent, logout, the authorize error page): a redirect for
@@ -18,7 +18,14 @@ export class PageErrorFilter implements ExceptionFilter {
     if (res.headersSent) return;
     if (exception instanceof PageRedirect) {
       res.setHeader('Cache-Control', 'no-store');
-      res.redirect(303, exception.location);
+      const req = host.switchToHttp().getRequest();
+      saveSession(req).then(
+        () => res.redirect(303, exception.location),
+        (err) => {
+          this.logger.error(`session save failed: ${(err as Error)?.message}`);
+          renderPage(res, 'error', { title: 'Something went wrong', message: pageError(err).message }, pageError(err).status);
+        },
+      );
       return;
     }
     const { status, message } = pageError(exception);

@@ -17,3 +17,13 @@ export function setPageHeaders(res: Response): void {
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Pragma', 'no-cache');
 }
+
+/**
+ * Saves the session before a redirect leaves. express-session otherwise sends the headers (and
+ * so the Location) before its store write finishes, and a fast client follows the redirect into
+ * a request that still sees the old session.
+ */
+export function saveSession(req: { session?: { save(cb: (err?: unknown) => void): void } }): Promise<void> {
+  if (!req.session) return Promise.resolve();
+  return new Promise((resolve, reject) => req.session!.save((err) => (err ? reject(err) : resolve())));
+}

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { PageErrorFilter, renderPage } from '@idp/core';
+import { PageErrorFilter, renderPage, saveSession } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
 import { LocalLoginGuard } from './guards';
@@ -33,6 +33,7 @@ export class LoginController {
       return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
     }
     Interactions.update(req, interaction.id, { login_at: now() });
+    await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.
     res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);
   }

@@ -271,13 +271,15 @@ describe('client authentication (ClientAuthenticator)', () => {
     });
 
     it('rejects an HS256 assertion even when the key set (tampered in the database) holds the matching secret', async () => {
-      // Registration never stores a symmetric key; the algorithm list must refuse HMAC on its own.
+      // Registration never stores a symmetric key; HMAC must be refused even if one got there.
       const secret = randomBytes(32);
       const { client } = await clients.register({
         grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt',
         jwks: { keys: [(await publicJwk(rsa, 'rsa-1', 'RS256')) as Record<string, unknown>] },
       });
-      await db.getRepository(Client).update({ client_id: client.client_id }, { jwks: { keys: [{ kty: 'oct', k: secret.toString('base64url'), kid: 'hmac' }] } });
+      const stored = await db.getRepository(Client).findOneByOrFail({ client_id: client.client_id });
+      stored.jwks = { keys: [{ kty: 'oct', k: secret.toString('base64url'), kid: 'hmac' }] };
+      await db.getRepository(Client).save(stored);
       const jwt = await assertion(client, {}, { alg: 'HS256', kid: 'hmac' }, secret);
       expectInvalidClient(await rejection(withAssertion(jwt)), { basicChallenge: false });
     });

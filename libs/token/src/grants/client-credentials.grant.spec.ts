@@ -110,18 +110,18 @@ describe('client_credentials grant', () => {
       expect((await accessClaims(res, ORDERS)).aud).toBe(ORDERS);
     });
 
-    it.each<[string, Record<string, string>, string]>([
+    it.each<[string, Record<string, string>, string, RegExp?]>([
       ['audience and resource name different APIs', { audience: ORDERS, resource: OTHER }, 'invalid_request'],
       ['neither audience nor resource is sent', {}, 'invalid_request'],
-      ['the resource has a fragment (RFC 8707 §2)', { resource: `${ORDERS}#section` }, 'invalid_target'],
-      ['the resource has an empty fragment', { resource: `${ORDERS}#` }, 'invalid_target'],
-      ['the resource is not an absolute URI', { resource: '/orders' }, 'invalid_target'],
-      ['the resource is not a registered API', { resource: 'https://nowhere.example.com/' }, 'invalid_target'],
-      ['the audience is not a registered API', { audience: 'https://nowhere.example.com/' }, 'invalid_target'],
+      ['the resource has a fragment (RFC 8707 §2)', { resource: `${ORDERS}#section` }, 'invalid_target', /fragment/],
+      ['the resource has an empty fragment', { resource: `${ORDERS}#` }, 'invalid_target', /fragment/],
+      ['the resource is not an absolute URI', { resource: '/orders' }, 'invalid_target', /absolute URI/],
+      ['the resource is not a registered API', { resource: 'https://nowhere.example.com/' }, 'invalid_target', /not a registered API/],
+      ['the audience is not a registered API', { audience: 'https://nowhere.example.com/' }, 'invalid_target', /not a registered API/],
       ['the client has no grant for the API', { audience: OTHER }, 'unauthorized_client'],
       ["the API is another client's grant", { audience: INVENTORY }, 'unauthorized_client'],
-    ])('rejects the request when %s', async (_, params, error) => {
-      await expect(grant.handle(request(params), worker)).rejects.toMatchObject({ code: error, status: 400 });
+    ])('rejects the request when %s', async (_, params, error, description = /./) => {
+      await expect(grant.handle(request(params), worker)).rejects.toMatchObject({ code: error, status: 400, description: expect.stringMatching(description) });
     });
   });
 });
