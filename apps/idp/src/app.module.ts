@@ -18,6 +18,7 @@ import { UsersAdminController } from './admin/users.admin.controller';
 import { ApisAdminController } from './admin/apis.admin.controller';
 import { ClientGrantsAdminController } from './admin/client-grants.admin.controller';
 import { KeysAdminController } from './admin/keys.admin.controller';
+import { UserGrantsAdminController } from './admin/user-grants.admin.controller';
 
 /** The composition root: the database, every lib module, the admin API, discovery and health. */
 @Module({})
@@ -40,7 +41,7 @@ export class AppModule {
       ],
       controllers: [
         DiscoveryController, HealthController,
-        ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController,
+        ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController, UserGrantsAdminController,
       ],
       providers: [AdminBootstrap],
     };
