@@ -4,7 +4,7 @@ import type { TokenRequest } from './grant-handler';
 
 /** Splits a `scope` parameter (RFC 6749 §3.3); undefined when absent. */
 export function parseScope(raw: string | undefined): string[] | undefined {
-  if (raw === undefined) return undefined;
+  if (raw === undefined || raw.trim() === '') return undefined;
   const parts = raw.split(' ').filter((s) => s.length > 0);
   if (parts.some((s) => !SCOPE_TOKEN.test(s))) throw invalidScope('scope is malformed');
   return [...new Set(parts)];
