@@ -19,9 +19,10 @@ export function toOAuthError(err: unknown): OAuthError {
     if (status === 429) return new OAuthError('slow_down', 'too many requests', 429, false);
     if (status < 500) return invalidRequest(httpMessage(err));
   }
-  const e = err as { type?: string; status?: number; statusCode?: number };
-  if (e && typeof e === 'object' && typeof (e.status ?? e.statusCode) === 'number' && (e.status ?? e.statusCode)! < 500 && e.type) {
-    // body-parser errors (entity.parse.failed, entity.too.large, charset.unsupported, …)
+  const e = err as { type?: string; status?: number; statusCode?: number; expose?: boolean };
+  if (e && typeof e === 'object' && typeof (e.status ?? e.statusCode) === 'number' && (e.status ?? e.statusCode)! < 500 && (e.type || e.expose === true)) {
+    // body-parser errors (entity.parse.failed, entity.too.large, charset.unsupported, …), and the
+    // client errors it wraps without a type (http-errors' `expose`), such as a body that is not the gzip it claims
     return e.type === 'entity.too.large' ? new OAuthError('invalid_request', 'the request body is too large', 413) : invalidRequest('the request body could not be parsed');
   }
   if (isDatabaseUnavailable(err)) return temporarilyUnavailable('database unavailable');

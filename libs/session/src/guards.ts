@@ -16,6 +16,8 @@ export class LocalLoginGuard extends AuthGuard('local') {
     if (req.user) {
       const user = req.user as unknown as User;
       await new Promise<void>((resolve, reject) => req.logIn(user as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));
+      // From here on the request sees what later requests will see: the serialized session user.
+      req.user = req.session.passport?.user;
     }
     return true;
   }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { PageErrorFilter, renderPage, saveSession } from '@idp/core';
+import { IdpEvents, PageErrorFilter, renderPage, saveSession } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
 import { LocalLoginGuard } from './guards';
@@ -14,7 +14,7 @@ const GENERIC_FAILURE = 'Wrong email or password.';
 @Controller('login')
 @UseFilters(PageErrorFilter)
 export class LoginController {
-  constructor(private readonly clients: ClientsService) {}
+  constructor(private readonly clients: ClientsService, private readonly events: IdpEvents) {}
 
   @Get()
   async page(@Query('interaction') id: unknown, @Req() req: Request, @Res() res: Response): Promise<void> {
@@ -29,9 +29,11 @@ export class LoginController {
     const interaction = Interactions.get(req, body.interaction);
     if (!interaction) return expired(res);
     if (!req.user) {
+      await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' });
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
       return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
     }
+    await this.events.emit('user.login', { userId: (req.user as { sub: string }).sub, clientId: interaction.client_id, ip: req.ip });
     Interactions.update(req, interaction.id, { login_at: now() });
     await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.

@@ -1,7 +1,7 @@
 import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { OAuthError, PageErrorFilter, renderPage, safeEqual } from '@idp/core';
+import { IdpEvents, OAuthError, PageErrorFilter, renderPage, safeEqual } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { csrfToken } from './csrf';
@@ -19,7 +19,7 @@ const PARAMS = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state
 @Controller('oidc/logout')
 @UseFilters(PageErrorFilter)
 export class LogoutController {
-  constructor(private readonly keys: KeysService, private readonly clients: ClientsService) {}
+  constructor(private readonly keys: KeysService, private readonly clients: ClientsService, private readonly events: IdpEvents) {}
 
   @All()
   async logout(@Req() req: Request, @Res() res: Response): Promise<void> {
@@ -64,7 +64,10 @@ export class LogoutController {
       renderPage(res, 'logout', { csrf: csrfToken(req), params: Object.entries(p).filter(([k, v]) => v !== undefined && k !== 'id_token_hint') });
       return;
     }
-    if (user) await endSession(req);
+    if (user) {
+      await endSession(req);
+      await this.events.emit('user.logout', { userId: user.sub, clientId });
+    }
     res.setHeader('Cache-Control', 'no-store');
     if (redirect) return res.redirect(303, redirect);
     renderPage(res, 'logged-out', {});

@@ -28,8 +28,13 @@ export class RevocationService {
     if (!familyIds.length) return;
     const run = async (em: EntityManager) => {
       const repo = em.getRepository(RefreshToken);
+      const live = { family_id: In(familyIds), revoked_at: IsNull() };
+      const now = new Date();
+      await repo.update(live, { revoked_at: now });
+      // A rotation committing meanwhile holds the row it rotated, so the UPDATE above waited for
+      // it; but under READ COMMITTED only a new statement sees the token it added: revoke again.
+      await repo.update(live, { revoked_at: now });
       const members = await repo.find({ where: { family_id: In(familyIds) } });
-      await repo.update({ family_id: In(familyIds), revoked_at: IsNull() }, { revoked_at: new Date() });
       await this.revokeAccess(members.map((r) => ({ jti: r.access_jti, exp: r.access_exp })), em);
     };
     return m ? run(m) : this.db.transaction(run);

@@ -1,4 +1,4 @@
-import { Controller, Get, Header, Post, UseFilters, UseGuards } from '@nestjs/common';
+import { Controller, Get, Header, HttpCode, Post, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { TokenErrorFilter, invalidToken, insufficientScope } from '@idp/core';
 import { ClaimsService, UsersService } from '@idp/users';
@@ -22,6 +22,7 @@ export class UserinfoController {
   }
 
   @Post()
+  @HttpCode(200)
   @Header('Cache-Control', 'no-store')
   post(@CurrentToken() token: BearerToken) {
     return this.userinfo(token);

@@ -20,7 +20,8 @@ export class ClientAuthenticator {
 
   async authenticate(req: Request): Promise<Client> {
     const found: ClientCredentials[] = [];
-    let basicTried = /^basic /i.test(req.headers.authorization ?? '');
+    // RFC 6749 §5.2: a client that tried the Authorization header (even `Basic` alone) gets the challenge.
+    let basicTried = /^basic(\s|$)/i.test(req.headers.authorization ?? '');
     try {
       for (const method of this.registry.all()) {
         const creds = method.extract(req);
@@ -37,7 +38,8 @@ export class ClientAuthenticator {
     const creds = found[0];
     if (!creds || !creds.clientId) {
       await this.fail(undefined, undefined, 'no client credentials', req);
-      throw invalidClient('client authentication is required');
+      const err = invalidClient('client authentication is required');
+      throw basicTried ? err.withHeaders(BASIC_CHALLENGE) : err;
     }
     basicTried = creds.method === 'client_secret_basic';
     const challenge = (e: OAuthError) => (basicTried ? e.withHeaders(BASIC_CHALLENGE) : e);

@@ -49,8 +49,9 @@ export class RefreshTokenGrant implements GrantHandler {
     }
 
     const rotate = client.refresh_token_rotation || client.isPublic;
+    const usedAt = new Date();
     if (rotate) {
-      const won = await this.refreshTokens.update({ token_hash: hash, used_at: IsNull(), revoked_at: IsNull() }, { used_at: new Date() });
+      const won = await this.refreshTokens.update({ token_hash: hash, used_at: IsNull(), revoked_at: IsNull() }, { used_at: usedAt });
       if (won.affected !== 1) {
         await this.revocation.revokeFamilies([row.family_id]);
         await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
@@ -76,7 +77,15 @@ export class RefreshTokenGrant implements GrantHandler {
       },
       req,
       rotate
-        ? undefined
+        ? async (m) => {
+            // A concurrent reuse of the presented token revokes the family, and the new token with
+            // it. Writing the presented token's row holds it until the commit: either a revocation
+            // already under way is seen here (and applied to the new token), or it waits for this
+            // commit and then finds the new token (RevocationService.revokeFamilies).
+            const repo = m.getRepository(RefreshToken);
+            await repo.update({ token_hash: hash }, { used_at: usedAt });
+            if ((await repo.findOne({ where: { token_hash: hash } }))?.revoked_at) await this.revocation.revokeFamilies([row.family_id], m);
+          }
         : async (m, access) => {
             await m.getRepository(RefreshToken).update({ token_hash: hash }, { access_jti: access.jti, access_exp: new Date(access.exp * 1000) });
           },
