@@ -68,7 +68,9 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     {
       NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', ISSUER: url, DATABASE_URL: db.url,
       IDP_SECRET_KEY: randomBytes(32).toString('base64url'), IDP_ADMIN_CLIENT_ID: ADMIN_CLIENT_ID, IDP_ADMIN_CLIENT_SECRET: ADMIN_CLIENT_SECRET,
-      IDP_RATE_LIMIT: 'off',
+      // Lockouts and rate limits have their own suites (which pass their own values); elsewhere a
+      // table of deliberate failures must not trip them.
+      IDP_RATE_LIMIT: 'off', IDP_LOCKOUT_THRESHOLD: '1000', IDP_LOCKOUT_IP_THRESHOLD: '10000',
       ...env,
     },
     { logSink: (line) => logs.push(line) },

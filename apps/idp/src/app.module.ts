@@ -1,6 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CoreModule, IdpConfig } from '@idp/core';
+import { CoreModule, IdpConfig, JsonLogger } from '@idp/core';
 import { KeysModule } from '@idp/keys';
 import { UsersModule } from '@idp/users';
 import { ClientsModule } from '@idp/clients';
@@ -13,6 +13,7 @@ import { dataSourceOptions } from './database';
 import { DiscoveryController } from './discovery.controller';
 import { HealthController } from './health.controller';
 import { AdminBootstrap } from './admin-bootstrap';
+import { AuditModule } from './audit/audit.module';
 import { ClientsAdminController } from './admin/clients.admin.controller';
 import { UsersAdminController } from './admin/users.admin.controller';
 import { ApisAdminController } from './admin/apis.admin.controller';
@@ -23,11 +24,11 @@ import { UserGrantsAdminController } from './admin/user-grants.admin.controller'
 /** The composition root: the database, every lib module, the admin API, discovery and health. */
 @Module({})
 export class AppModule {
-  static forRoot(config: IdpConfig): DynamicModule {
+  static forRoot(config: IdpConfig, logger?: JsonLogger): DynamicModule {
     return {
       module: AppModule,
       imports: [
-        CoreModule.forRoot(config),
+        CoreModule.forRoot(config, logger),
         // Pending migrations run at boot; the schema is never synchronized.
         TypeOrmModule.forRoot({ ...dataSourceOptions(config.databaseUrl), migrationsRun: true }),
         KeysModule,
@@ -38,6 +39,7 @@ export class AppModule {
         ConsentModule,
         AuthorizationModule,
         TokenModule,
+        AuditModule,
       ],
       controllers: [
         DiscoveryController, HealthController,

@@ -5,11 +5,13 @@ import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
-import { ApiErrorFilter, IdpConfig, JsonLogger, errorBody, loadConfig, toOAuthError, uuidv7 } from '@idp/core';
+import { ApiErrorFilter, IdpConfig, JsonLogger, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
 import { AppModule } from './app.module';
 
 /** Paths whose errors use the OAuth JSON format (RFC 6749 §5.2) rather than the admin format. */
 const PROTOCOL_JSON = /^\/(oauth\/(token|revoke|introspect)|userinfo)$/;
+/** Paths a person's browser visits: their errors are the HTML error page (never a redirect: nothing was checked yet). */
+const PAGES = /^\/(authorize(\/resume)?|login|consent|oidc\/logout)$/;
 
 export interface CreatedApp {
   app: NestExpressApplication;
@@ -24,7 +26,7 @@ export interface CreatedApp {
 export async function createApp(env: Record<string, string | undefined> = process.env, opts: { logSink?: (line: string) => void } = {}): Promise<CreatedApp> {
   const config = loadConfig(env);
   const logger = new JsonLogger(config.logLevel, opts.logSink);
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), { bodyParser: false, logger, abortOnError: false });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), { bodyParser: false, logger, abortOnError: false });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
@@ -77,7 +79,7 @@ function requestLog(logger: JsonLogger) {
         request_id: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10, ip: req.ip,
       });
     });
-    next();
+    RequestContext.run({ requestId: id, ip: req.ip, userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'].slice(0, 256) : undefined }, () => next());
   };
 }
 
@@ -134,6 +136,11 @@ function bodyErrors(err: unknown, req: Request, res: Response, next: NextFunctio
   if (PROTOCOL_JSON.test(req.path)) {
     const e = toOAuthError(err);
     res.status(e.status).set('Cache-Control', 'no-store').json({ error: e.code, error_description: e.description });
+    return;
+  }
+  if (PAGES.test(req.path)) {
+    const { status, message } = pageError(toOAuthError(err));
+    renderPage(res, 'error', { title: 'We could not complete this request', message }, status);
     return;
   }
   const body = errorBody(err);

@@ -11,12 +11,15 @@ import { AuthorizationCode } from '@idp/authorization';
 import { RefreshToken, RevokedToken } from '@idp/token';
 import { InitialSchema1764000000000 } from './migrations/1764000000000-InitialSchema';
 import { CodeFlow1764100000000 } from './migrations/1764100000000-CodeFlow';
+import { Hardening1764200000000 } from './migrations/1764200000000-Hardening';
+import { AuditEvent } from './audit/audit-event.entity';
+import { Lockout } from '@idp/core';
 
 /** The single list of entities. An extension's entities are added by its own TypeOrmModule.forFeature. */
-export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant, SessionRecord, Consent, AuthorizationCode, RefreshToken, RevokedToken];
+export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant, SessionRecord, Consent, AuthorizationCode, RefreshToken, RevokedToken, AuditEvent, Lockout];
 
 /** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
-export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000];
+export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Hardening1764200000000];
 
 /**
  * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query

@@ -2,17 +2,19 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { IdpConfig } from './config';
 import { IdpEvents } from './events';
+import { JsonLogger } from './logger';
+import { LockoutService } from './lockout';
 
 /** Provides the validated configuration and the event bus to every module. */
 @Global()
 @Module({})
 export class CoreModule {
-  static forRoot(config: IdpConfig): DynamicModule {
+  static forRoot(config: IdpConfig, logger: JsonLogger = new JsonLogger(config.logLevel)): DynamicModule {
     return {
       module: CoreModule,
       imports: [DiscoveryModule],
-      providers: [{ provide: IdpConfig, useValue: config }, IdpEvents],
-      exports: [IdpConfig, IdpEvents, DiscoveryModule],
+      providers: [{ provide: IdpConfig, useValue: config }, { provide: JsonLogger, useValue: logger }, IdpEvents, LockoutService],
+      exports: [IdpConfig, JsonLogger, IdpEvents, LockoutService, DiscoveryModule],
     };
   }
 }

@@ -12,3 +12,5 @@ export * from './core.module';
 export * from './pages';
 export * from './page-redirect';
 export * from './page-error.filter';
+export * from './request-context';
+export * from './lockout';

@@ -2,6 +2,9 @@ import { ExecutionContext, Injectable } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import type { User } from '@idp/users';
+import { IdpEvents, LockoutService } from '@idp/core';
+
+export type LoginRequest = Request & { loginLocked?: number };
 
 /**
  * Runs passport-local on POST /login. A failure does not throw: `req.user` stays unset and the
@@ -10,9 +13,31 @@ import type { User } from '@idp/users';
  */
 @Injectable()
 export class LocalLoginGuard extends AuthGuard('local') {
+  constructor(private readonly lockout: LockoutService, private readonly events: IdpEvents) {
+    super();
+  }
+
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const req = ctx.switchToHttp().getRequest<Request>();
+    const req = ctx.switchToHttp().getRequest<LoginRequest>();
+    const username = typeof req.body?.username === 'string' ? req.body.username.slice(0, 320) : '';
+    // Brute-force protection (CONTRACT §5): a locked account or address is refused before any
+    // password check; failures of unknown accounts count the same as those of real ones.
+    const keys = this.lockout.loginKeys(username, req.ip);
+    const state = await this.lockout.check(keys);
+    if (state.retryAfter) {
+      req.loginLocked = state.retryAfter;
+      return true;
+    }
     await super.canActivate(ctx);
+    if (!req.user) {
+      const locked = await this.lockout.fail(keys);
+      if (locked) {
+        req.loginLocked = locked;
+        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip });
+      }
+      return true;
+    }
+    if (state.dirty) await this.lockout.succeed(keys);
     if (req.user) {
       const user = req.user as unknown as User;
       await new Promise<void>((resolve, reject) => req.logIn(user as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));

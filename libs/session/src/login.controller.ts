@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { IdpEvents, PageErrorFilter, renderPage, saveSession } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
-import { LocalLoginGuard } from './guards';
+import { LocalLoginGuard, type LoginRequest } from './guards';
 import { Interactions, now } from './interactions';
 
 const GENERIC_FAILURE = 'Wrong email or password.';
@@ -28,6 +28,13 @@ export class LoginController {
   async submit(@Body() body: Record<string, unknown>, @Req() req: Request, @Res() res: Response): Promise<void> {
     const interaction = Interactions.get(req, body.interaction);
     if (!interaction) return expired(res);
+    const locked = (req as LoginRequest).loginLocked;
+    if (locked) {
+      res.setHeader('Retry-After', String(locked));
+      const minutes = Math.max(1, Math.ceil(locked / 60));
+      const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
+      return this.render(req, res, interaction.id, { username, error: `Too many failed sign-in attempts. Please wait ${minutes} minute${minutes > 1 ? 's' : ''} and try again.` }, 429);
+    }
     if (!req.user) {
       await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' });
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Request } from 'express';
-import { IdpConfig, IdpEvents, OAuthError, invalidClient, invalidRequest } from '@idp/core';
+import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientsService } from '../clients.service';
 import { ClientCredentials } from './client-auth-method';
@@ -16,6 +16,7 @@ export class ClientAuthenticator {
     private readonly clients: ClientsService,
     private readonly events: IdpEvents,
     private readonly config: IdpConfig,
+    private readonly lockout: LockoutService,
   ) {}
 
   async authenticate(req: Request): Promise<Client> {
@@ -44,25 +45,30 @@ export class ClientAuthenticator {
     basicTried = creds.method === 'client_secret_basic';
     const challenge = (e: OAuthError) => (basicTried ? e.withHeaders(BASIC_CHALLENGE) : e);
 
+    // Brute-force protection (CONTRACT §5): a locked client or address is refused before any check.
+    const keys = this.lockout.clientKeys(creds.clientId.slice(0, 256), req.ip);
+    const state = await this.lockout.check(keys);
+    if (state.retryAfter) throw tooManyAttempts(state.retryAfter);
+    const failed = async (clientId: string | undefined, method: string | undefined, reason: string, err: OAuthError): Promise<never> => {
+      await this.fail(clientId, method, reason, req);
+      const locked = await this.lockout.fail(keys);
+      if (locked) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: locked, ip: req.ip });
+      throw challenge(err);
+    };
+
     const client = await this.clients.findForAuthentication(creds.clientId);
-    if (!client) {
-      await this.fail(creds.clientId, creds.method, 'unknown client', req);
-      throw challenge(invalidClient());
-    }
+    if (!client) return failed(creds.clientId, creds.method, 'unknown client', invalidClient());
     // Spring's check: a client authenticates only with the method it registered.
     if (client.token_endpoint_auth_method !== creds.method) {
-      await this.fail(client.client_id, creds.method, `registered for ${client.token_endpoint_auth_method}`, req);
-      throw challenge(invalidClient());
+      return failed(client.client_id, creds.method, `registered for ${client.token_endpoint_auth_method}`, invalidClient());
     }
     try {
       await this.registry.get(creds.method)!.verify(client, creds, { endpointUrl: `${this.config.issuer}${req.path}`, ip: req.ip });
     } catch (err) {
-      if (err instanceof OAuthError && err.code === 'invalid_client') {
-        await this.fail(client.client_id, creds.method, err.hint ?? err.description, req);
-        throw challenge(err);
-      }
+      if (err instanceof OAuthError && err.code === 'invalid_client') return failed(client.client_id, creds.method, err.hint ?? err.description, err);
       throw err;
     }
+    if (state.dirty) await this.lockout.succeed(keys);
     delete (client as Partial<Client> & { secret_hash?: unknown }).secret_hash;
     return client;
   }
@@ -70,4 +76,9 @@ export class ClientAuthenticator {
   private fail(clientId: string | undefined, method: string | undefined, reason: string, req: Request): Promise<void> {
     return this.events.emit('client.auth_failed', { clientId, method, reason, ip: req.ip });
   }
+}
+
+/** 429 with Retry-After (CONTRACT §5), in the endpoint's own JSON error format. */
+function tooManyAttempts(retryAfter: number): OAuthError {
+  return new OAuthError('slow_down', 'too many failed authentication attempts; retry later', 429, false, 'locked', { 'Retry-After': String(retryAfter) });
 }
