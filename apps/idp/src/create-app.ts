@@ -7,6 +7,9 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
 import { ApiErrorFilter, IdpConfig, JsonLogger, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
 import { AppModule } from './app.module';
+import { rateLimit } from './rate-limit';
+import { cors, securityHeaders } from './http-policy';
+import { ClientsService } from '@idp/clients';
 
 /** Paths whose errors use the OAuth JSON format (RFC 6749 §5.2) rather than the admin format. */
 const PROTOCOL_JSON = /^\/(oauth\/(token|revoke|introspect)|userinfo)$/;
@@ -32,6 +35,9 @@ export async function createApp(env: Record<string, string | undefined> = proces
   if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
 
   app.use(requestLog(logger));
+  if (config.rateLimit) app.use(rateLimit(config));
+  app.use(securityHeaders(config));
+  app.use(cors(app.get(ClientsService)));
   app.setBaseViewsDir(assetDir('views'));
   app.setViewEngine('ejs');
   app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });

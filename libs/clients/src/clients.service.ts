@@ -20,6 +20,8 @@ export interface RegisterOptions {
 /** Registers and manages clients (RFC 7591 semantics); the only writer of the clients table. */
 @Injectable()
 export class ClientsService {
+  private origins?: { at: number; set: Set<string> };
+
   constructor(
     @InjectRepository(Client) private readonly clients: Repository<Client>,
     private readonly methods: ClientAuthRegistry,
@@ -44,6 +46,7 @@ export class ClientsService {
       updated_at: now,
     });
     await this.clients.insert(client);
+    this.origins = undefined;
     await this.events.emit('client.created', { clientId: client.client_id, actor: opts.actor });
     delete (client as Partial<Client>).secret_hash;
     return { client, secret };
@@ -71,6 +74,7 @@ export class ClientsService {
     }
     const patch = { ...this.columns(merged), secret_hash, updated_at: new Date() };
     await this.clients.update({ client_id: clientId }, patch);
+    this.origins = undefined;
     await this.events.emit('client.updated', { clientId, actor: opts.actor });
     const { secret_hash: _, ...visible } = patch;
     return { client: Object.assign(current, visible, { secret_hash: undefined }), secret };
@@ -91,7 +95,19 @@ export class ClientsService {
   async remove(clientId: string, actor?: string): Promise<void> {
     const res = await this.clients.delete({ client_id: clientId });
     if (!res.affected) throw new NotFoundException([`client ${clientId} not found`]);
+    this.origins = undefined;
     await this.events.emit('client.deleted', { clientId, actor });
+  }
+
+  /**
+   * Every origin some client allows (CORS preflights carry no client id): cached for 60 s and
+   * dropped on any client change made here.
+   */
+  async allowedOrigins(): Promise<Set<string>> {
+    if (this.origins && Date.now() - this.origins.at < 60_000) return this.origins.set;
+    const rows = await this.clients.find({ select: { client_id: true, allowed_origins: true } });
+    this.origins = { at: Date.now(), set: new Set(rows.flatMap((r) => r.allowed_origins)) };
+    return this.origins.set;
   }
 
   find(clientId: string): Promise<Client | null> {

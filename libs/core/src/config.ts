@@ -29,6 +29,10 @@ export class IdpConfig {
   @IsInt() @Min(1) lockoutSeconds: number;
   @IsInt() @Min(1) lockoutMaxSeconds: number;
   @IsBoolean() rateLimit: boolean;
+  /** Requests per minute from one address, by kind of endpoint (CONTRACT §5: generous). */
+  @IsInt() @Min(1) rateLimitProtocol: number;
+  @IsInt() @Min(1) rateLimitPages: number;
+  @IsInt() @Min(1) rateLimitAdmin: number;
   @IsOptional() @IsString() trustProxy?: string;
   @IsIn(['debug', 'info', 'warn', 'error', 'silent']) logLevel: string;
   /** Where IDP_SECRET_KEY came from: given, or generated and kept in a file (development only). */
@@ -60,7 +64,8 @@ const VARIABLES: Record<string, keyof IdpConfig> = {
   IDP_ADMIN_CLIENT_ID: 'adminClientId', IDP_ADMIN_CLIENT_SECRET: 'adminClientSecret', IDP_SECRET_KEY: 'secretKey',
   NODE_ENV: 'nodeEnv', IDP_SIGNING_ALG: 'signingAlg', IDP_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   IDP_LOCKOUT_IP_THRESHOLD: 'lockoutIpThreshold', IDP_LOCKOUT_SECONDS: 'lockoutSeconds',
-  IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel',
+  IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', IDP_RATE_LIMIT_PROTOCOL: 'rateLimitProtocol',
+  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel',
 };
 
 function int(env: Record<string, string | undefined>, name: string, dflt: number): number {
@@ -92,6 +97,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const rl = (env.IDP_RATE_LIMIT || 'on').toLowerCase();
   if (!['on', 'off'].includes(rl)) throw new ConfigError('IDP_RATE_LIMIT', 'must be "on" or "off"');
   c.rateLimit = rl === 'on';
+  c.rateLimitProtocol = int(env, 'IDP_RATE_LIMIT_PROTOCOL', 60000);
+  c.rateLimitPages = int(env, 'IDP_RATE_LIMIT_PAGES', 3000);
+  c.rateLimitAdmin = int(env, 'IDP_RATE_LIMIT_ADMIN', 6000);
   c.trustProxy = env.TRUST_PROXY || undefined;
   c.logLevel = env.LOG_LEVEL || (c.nodeEnv === 'test' ? 'warn' : 'info');
 

@@ -1,5 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable, createParamDecorator } from '@nestjs/common';
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import type { Client } from '../client.entity';
 import { ClientAuthenticator } from './client-authenticator';
 
@@ -11,6 +11,13 @@ export class ClientAuthGuard implements CanActivate {
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<Request & { client?: Client }>();
     req.client = await this.authenticator.authenticate(req);
+    // CORS (CONTRACT §4 allowed_origins): a browser may read the answer only from an origin the client registered.
+    const origin = req.headers.origin;
+    if (origin && req.client.allowed_origins.includes(origin)) {
+      const res = ctx.switchToHttp().getResponse<Response>();
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Vary', 'Origin');
+    }
     return true;
   }
 }
