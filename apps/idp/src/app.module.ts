@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CoreModule, IdpConfig, JsonLogger } from '@idp/core';
+import { CoreModule, IdpConfig, JsonLogger, gateSqliteTransactions } from '@idp/core';
+import { DataSource } from 'typeorm';
 import { KeysModule } from '@idp/keys';
 import { UsersModule } from '@idp/users';
 import { ClientsModule } from '@idp/clients';
@@ -30,7 +31,14 @@ export class AppModule {
       imports: [
         CoreModule.forRoot(config, logger),
         // Pending migrations run at boot; the schema is never synchronized.
-        TypeOrmModule.forRoot({ ...dataSourceOptions(config.databaseUrl), migrationsRun: true }),
+        TypeOrmModule.forRootAsync({
+          useFactory: () => ({ ...dataSourceOptions(config.databaseUrl), migrationsRun: true }),
+          dataSourceFactory: async (options) => {
+            const ds = new DataSource(options!);
+            gateSqliteTransactions(ds);
+            return ds.initialize();
+          },
+        }),
         KeysModule,
         UsersModule,
         ClientsModule,

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
-import { IsNull, LessThan, Repository } from 'typeorm';
+import { EntityManager, IsNull, LessThan, Repository } from 'typeorm';
 import { IdpEvents, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
 import { ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
@@ -79,8 +79,8 @@ export class AuthorizationService {
   }
 
   /** Remembers the access token issued from a code, so a replay can revoke it. */
-  async recordIssued(codeHash: string, jti: string, exp: number): Promise<void> {
-    await this.codes.update({ code_hash: codeHash }, { access_jti: jti, access_exp: new Date(exp * 1000) });
+  async recordIssued(codeHash: string, jti: string, exp: number, m: EntityManager = this.codes.manager): Promise<void> {
+    await m.getRepository(AuthorizationCode).update({ code_hash: codeHash }, { access_jti: jti, access_exp: new Date(exp * 1000) });
   }
 
   /** Expired codes are kept a day (to recognize replays) and then deleted. */

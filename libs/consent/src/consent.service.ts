@@ -39,7 +39,12 @@ export class ConsentService {
         const consent = await this.db.transaction(async (m) => {
           const repo = m.getRepository(Consent);
           const now = new Date();
-          const existing = await repo.findOne({ where: { user_id: req.userId, client_id: req.client.client_id } });
+          // On PostgreSQL the row is locked (FOR UPDATE) so concurrent grants merge instead of one
+          // overwriting the other; SQLite runs one write transaction at a time.
+          const existing = await repo.findOne({
+            where: { user_id: req.userId, client_id: req.client.client_id },
+            ...(this.db.options.type === 'postgres' ? { lock: { mode: 'pessimistic_write' as const } } : {}),
+          });
           const scopes: ConsentScopes = { ...(existing?.scopes ?? {}) };
           for (const s of req.scopes) {
             const b = bucket(s, req.audience);

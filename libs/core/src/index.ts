@@ -14,3 +14,4 @@ export * from './page-redirect';
 export * from './page-error.filter';
 export * from './request-context';
 export * from './lockout';
+export * from './sqlite-gate';

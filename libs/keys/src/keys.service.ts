@@ -122,6 +122,10 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     const publishUntil = new Date(now.getTime() + opts.retireAfterSeconds * 1000);
     let previousKid: string | undefined;
     await this.db.transaction(async (m) => {
+      // Rotations are serialized so that exactly one key is current afterwards: on PostgreSQL with a
+      // transaction-scoped advisory lock (a later rotation then sees the earlier one's key and
+      // demotes it); SQLite has one writer at a time already.
+      if (this.db.options.type === 'postgres') await m.query(`SELECT pg_advisory_xact_lock(hashtext('idp:key-rotation'))`);
       const repo = m.getRepository(SigningKey);
       const previous = await repo.find({ where: { status: 'current' } });
       previousKid = previous[0]?.kid;

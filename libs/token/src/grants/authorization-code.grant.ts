@@ -47,7 +47,7 @@ export class AuthorizationCodeGrant implements GrantHandler {
     return this.tokens.issue(
       { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
       req,
-      async (_m, access) => this.authorization.recordIssued(code.code_hash, access.jti, access.exp),
+      async (m, access) => this.authorization.recordIssued(code.code_hash, access.jti, access.exp, m),
     );
   }
 

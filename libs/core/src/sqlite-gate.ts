@@ -1,0 +1,58 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DataSource } from 'typeorm';
+
+/**
+ * SQLite through better-sqlite3 is one connection, and TypeORM hands every caller the same query
+ * runner. Left alone, a second request's transaction starts inside the first ("cannot start a
+ * transaction within a transaction"), and other requests' statements run inside an open
+ * transaction and vanish with its rollback. This gate makes transactions exclusive: they run one
+ * at a time, and while one is open, statements from outside it (told apart by async context)
+ * wait until it commits or rolls back. PostgreSQL needs none of this (a pooled connection per
+ * transaction).
+ */
+export function gateSqliteTransactions(ds: DataSource): void {
+  if (ds.options.type !== 'better-sqlite3') return;
+  const inside = new AsyncLocalStorage<symbol>();
+  let active: symbol | null = null; // the open transaction
+  let pending = 0; // transactions waiting to start (new outside statements queue behind them)
+  let inflight = 0; // outside statements running (a transaction waits for them to finish)
+  let waiters: (() => void)[] = [];
+  const sleep = () => new Promise<void>((resolve) => waiters.push(resolve));
+  const wake = () => {
+    const woken = waiters;
+    waiters = [];
+    for (const w of woken) w();
+  };
+  const ours = () => active !== null && inside.getStore() === active;
+
+  // Every check-and-claim below runs without an await in between, so it is atomic.
+  const manager = ds.manager as unknown as { transaction: (...args: unknown[]) => Promise<unknown> };
+  const transaction = manager.transaction.bind(manager);
+  manager.transaction = async (...args: unknown[]) => {
+    if (ours()) return transaction(...args); // nested: a savepoint of the open transaction
+    pending++;
+    while (active || inflight > 0) await sleep();
+    pending--;
+    const token = Symbol('transaction');
+    active = token;
+    try {
+      return await inside.run(token, () => transaction(...args));
+    } finally {
+      active = null;
+      wake();
+    }
+  };
+
+  const runner = ds.createQueryRunner();
+  const query = runner.query.bind(runner);
+  runner.query = (async (...args: Parameters<typeof runner.query>) => {
+    if (ours()) return query(...args);
+    while (active || pending > 0) await sleep();
+    inflight++;
+    try {
+      return await query(...args);
+    } finally {
+      if (--inflight === 0) wake();
+    }
+  }) as typeof runner.query;
+}
