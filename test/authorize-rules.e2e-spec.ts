@@ -163,6 +163,16 @@ describe('/authorize and code redemption rules', () => {
       expect(Math.floor(Date.now() / 1000) - idToken.auth_time).toBeLessThan(5);
     });
 
+    it('does not count a wrong password as a login for a user who is already signed in (prompt=login)', async () => {
+      const browser = new Browser(s.url);
+      await codeFor(browser);
+      const login = await browser.go(authorizeUrl(base({ prompt: 'login', code_challenge: pkce().challenge, code_challenge_method: 'S256' })));
+      const [form] = forms(login.html);
+      const wrong = await browser.submit(login, form, { username: USER.email, password: 'not the password' });
+      expect(wrong.status).toBe(401);
+      expect(wrong.url).toContain('/login');
+    });
+
     it('succeeds silently with prompt=none and an id_token_hint of the same user, and refuses another user', async () => {
       const browser = new Browser(s.url);
       const { code, verifier } = await codeFor(browser);

@@ -34,6 +34,9 @@ export class IdpConfig {
   @IsInt() @Min(1) rateLimitPages: number;
   @IsInt() @Min(1) rateLimitAdmin: number;
   @IsOptional() @IsString() trustProxy?: string;
+  /** When set, lockout counters live in Redis (shared by every replica) instead of the database. */
+  @IsOptional() @Matches(/^rediss?:\/\/.+/) redisUrl?: string;
+  @Matches(/^[A-Za-z0-9:_.-]{1,64}$/) redisPrefix: string;
   @IsIn(['debug', 'info', 'warn', 'error', 'silent']) logLevel: string;
   /** Where IDP_SECRET_KEY came from: given, or generated and kept in a file (development only). */
   secretKeySource: 'env' | 'file' | 'ephemeral';
@@ -65,7 +68,7 @@ const VARIABLES: Record<string, keyof IdpConfig> = {
   NODE_ENV: 'nodeEnv', IDP_SIGNING_ALG: 'signingAlg', IDP_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   IDP_LOCKOUT_IP_THRESHOLD: 'lockoutIpThreshold', IDP_LOCKOUT_SECONDS: 'lockoutSeconds',
   IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', IDP_RATE_LIMIT_PROTOCOL: 'rateLimitProtocol',
-  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel',
+  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
 };
 
 function int(env: Record<string, string | undefined>, name: string, dflt: number): number {
@@ -101,6 +104,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   c.rateLimitPages = int(env, 'IDP_RATE_LIMIT_PAGES', 3000);
   c.rateLimitAdmin = int(env, 'IDP_RATE_LIMIT_ADMIN', 6000);
   c.trustProxy = env.TRUST_PROXY || undefined;
+  c.redisUrl = env.REDIS_URL || undefined;
+  c.redisPrefix = env.IDP_REDIS_PREFIX || 'idp:';
   c.logLevel = env.LOG_LEVEL || (c.nodeEnv === 'test' ? 'warn' : 'info');
 
   if (c.isSqlite && c.databaseUrl !== 'sqlite::memory:') {
@@ -153,6 +158,8 @@ function describe(variable: string): string {
     case 'NODE_ENV': return 'must be development, production or test';
     case 'IDP_SIGNING_ALG': return 'must be RS256, ES256 or EdDSA';
     case 'LOG_LEVEL': return 'must be debug, info, warn, error or silent';
+    case 'REDIS_URL': return 'must be a redis:// or rediss:// URL';
+    case 'IDP_REDIS_PREFIX': return 'must be 1 to 64 characters of A-Z a-z 0-9 : _ . -';
     default: return 'has an invalid value';
   }
 }

@@ -17,7 +17,8 @@ export function toOAuthError(err: unknown): OAuthError {
     const status = err.getStatus();
     if (status === 413) return new OAuthError('invalid_request', 'the request body is too large', 413);
     if (status === 429) return new OAuthError('slow_down', 'too many requests', 429, false);
-    if (status < 500) return invalidRequest(httpMessage(err));
+    // A framework message may echo a parameter name: keep it to the characters RFC 6749 §5.2 allows.
+    if (status < 500) return invalidRequest(httpMessage(err).replace(/[^\x20\x21\x23-\x5B\x5D-\x7E]/g, '?'));
   }
   const e = err as { type?: string; status?: number; statusCode?: number; expose?: boolean };
   if (e && typeof e === 'object' && typeof (e.status ?? e.statusCode) === 'number' && (e.status ?? e.statusCode)! < 500 && (e.type || e.expose === true)) {

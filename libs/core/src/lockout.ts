@@ -1,4 +1,5 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import Redis from 'ioredis';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, In, PrimaryColumn } from 'typeorm';
 import { IdpConfig } from './config';
@@ -33,15 +34,123 @@ export interface LockState {
 /** Counters forget failures older than this (a user who mistypes once a week never locks). */
 const FORGET_AFTER_S = 24 * 3600;
 
+/** Where the counters live: the database by default, Redis when REDIS_URL is set. */
+export interface LockoutStore {
+  /** Latest lock end (ms since the epoch, 0 if none) over the keys, and whether any has failures. */
+  check(keys: string[]): Promise<{ until: number; dirty: boolean }>;
+  /** Adds one failure; at `threshold` or beyond, locks for base × 2^(failures − threshold) s, capped. Returns the lock's seconds, or 0. */
+  fail(key: string, threshold: number, baseSeconds: number, maxSeconds: number): Promise<number>;
+  clear(keys: string[]): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export function lockSeconds(failures: number, threshold: number, base: number, max: number): number {
+  return failures >= threshold ? Math.min(base * 2 ** Math.min(failures - threshold, 30), max) : 0;
+}
+
+/** Counters in the `lockouts` table: one conditional upsert per failure (atomic on SQLite and PostgreSQL). */
+export class DatabaseLockoutStore implements LockoutStore {
+  constructor(private readonly db: DataSource) {}
+
+  async check(keys: string[]) {
+    const rows = await this.db.getRepository(Lockout).find({ where: { key: In(keys) } });
+    return { until: Math.max(0, ...rows.map((r) => r.locked_until?.getTime() ?? 0)), dirty: rows.length > 0 };
+  }
+
+  async fail(key: string, threshold: number, base: number, max: number): Promise<number> {
+    const now = new Date();
+    const forget = new Date(now.getTime() - FORGET_AFTER_S * 1000);
+    const pg = this.db.options.type === 'postgres';
+    const p = (i: number) => (pg ? `$${i}` : '?');
+    const repo = this.db.getRepository(Lockout);
+    const table = repo.metadata.tablePath;
+    return this.db.transaction(async (m) => {
+      // Concurrent failures each add one (row lock on PostgreSQL, the single writer on SQLite).
+      const rows: { failures: number }[] = await m.query(
+        `INSERT INTO ${table} (key, failures, locked_until, last_failure_at) VALUES (${p(1)}, 1, NULL, ${p(2)})
+         ON CONFLICT (key) DO UPDATE SET
+           failures = CASE WHEN ${table}.last_failure_at < ${p(3)} THEN 1 ELSE ${table}.failures + 1 END,
+           last_failure_at = ${p(4)}
+         RETURNING failures`,
+        [key, now, forget, now].map((v) => (v instanceof Date && !pg ? sqliteDate(v) : v)),
+      );
+      const seconds = lockSeconds(Number(rows[0]?.failures ?? 1), threshold, base, max);
+      if (seconds) await m.getRepository(Lockout).update({ key }, { locked_until: new Date(now.getTime() + seconds * 1000) });
+      return seconds;
+    });
+  }
+
+  async clear(keys: string[]) {
+    await this.db.getRepository(Lockout).delete({ key: In(keys) });
+  }
+}
+
 /**
- * Brute-force protection: failures are counted per key in the database (shared by every
- * replica); at a key's threshold it locks for IDP_LOCKOUT_SECONDS, doubling with each further
- * failure up to IDP_LOCKOUT_MAX_SECONDS. While locked, attempts are refused before any
- * password or secret is checked, so they neither count nor cost an argon2 verification.
+ * Counters in Redis (REDIS_URL), for several replicas without a database write per failure: one
+ * hash per key, `failures` and `until`, expiring a day after the last failure. A Lua script makes
+ * each failure one atomic step.
+ */
+export class RedisLockoutStore implements LockoutStore {
+  private static readonly FAIL = `
+    local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    local threshold, base, max, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+    if failures < threshold then return 0 end
+    local seconds = math.min(base * 2 ^ math.min(failures - threshold, 30), max)
+    redis.call('HSET', KEYS[1], 'until', now + seconds * 1000)
+    return seconds`;
+
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  async check(keys: string[]) {
+    const pipeline = this.redis.pipeline();
+    for (const k of keys) pipeline.hget(this.prefix + k, 'until').exists(this.prefix + k);
+    const results = (await pipeline.exec()) ?? [];
+    let until = 0;
+    let dirty = false;
+    for (let i = 0; i < results.length; i += 2) {
+      const [errU, u] = results[i];
+      const [errE, exists] = results[i + 1];
+      if (errU || errE) throw errU ?? errE;
+      until = Math.max(until, Number(u ?? 0));
+      dirty ||= Number(exists) > 0;
+    }
+    return { until, dirty };
+  }
+
+  async fail(key: string, threshold: number, base: number, max: number): Promise<number> {
+    return Number(await this.redis.eval(RedisLockoutStore.FAIL, 1, this.prefix + key, threshold, base, max, Date.now(), FORGET_AFTER_S));
+  }
+
+  async clear(keys: string[]) {
+    if (keys.length) await this.redis.del(...keys.map((k) => this.prefix + k));
+  }
+
+  async close() {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/**
+ * Brute-force protection: failures are counted per key (in the database, or Redis when
+ * REDIS_URL is set, shared by every replica); at a key's threshold it locks for
+ * IDP_LOCKOUT_SECONDS, doubling with each further failure up to IDP_LOCKOUT_MAX_SECONDS. While
+ * locked, attempts are refused before any password or secret is checked, so they neither count
+ * nor cost an argon2 verification.
  */
 @Injectable()
-export class LockoutService {
-  constructor(@InjectDataSource() private readonly db: DataSource, private readonly config: IdpConfig) {}
+export class LockoutService implements OnModuleDestroy {
+  readonly store: LockoutStore;
+
+  constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
+    this.store = config.redisUrl
+      ? new RedisLockoutStore(new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 2000 }), config.redisPrefix)
+      : new DatabaseLockoutStore(db);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.store.close?.();
+  }
 
   /** The keys of a sign-in: the account from this address, the account from anywhere, the address. */
   loginKeys(email: string, ip = 'unknown'): LockKey[] {
@@ -64,48 +173,22 @@ export class LockoutService {
   }
 
   async check(keys: LockKey[]): Promise<LockState> {
-    const rows = await this.db.getRepository(Lockout).find({ where: { key: In(keys.map((k) => k.key)) } });
+    const { until, dirty } = await this.store.check(keys.map((k) => k.key));
     const now = Date.now();
-    const until = Math.max(0, ...rows.map((r) => r.locked_until?.getTime() ?? 0));
-    return { retryAfter: until > now ? Math.ceil((until - now) / 1000) : 0, dirty: rows.length > 0 };
+    return { retryAfter: until > now ? Math.ceil((until - now) / 1000) : 0, dirty };
   }
 
   /** Records one failure on every key; returns the seconds of the longest lock now in place (0 if none). */
   async fail(keys: LockKey[]): Promise<number> {
-    const now = new Date();
-    const forget = new Date(now.getTime() - FORGET_AFTER_S * 1000);
     let longest = 0;
-    await this.db.transaction(async (m) => {
-      const repo = m.getRepository(Lockout);
-      for (const k of keys) {
-        // One conditional upsert per key: concurrent failures each add one (row lock on PostgreSQL,
-        // the single writer on SQLite).
-        const pg = this.db.options.type === 'postgres';
-        const p = (i: number) => (pg ? `$${i}` : '?');
-        const table = repo.metadata.tablePath;
-        const rows: { failures: number }[] = await m.query(
-          `INSERT INTO ${table} (key, failures, locked_until, last_failure_at) VALUES (${p(1)}, 1, NULL, ${p(2)})
-           ON CONFLICT (key) DO UPDATE SET
-             failures = CASE WHEN ${table}.last_failure_at < ${p(3)} THEN 1 ELSE ${table}.failures + 1 END,
-             last_failure_at = ${p(4)}
-           RETURNING failures`,
-          [k.key, now, forget, now].map((v) => (v instanceof Date && !pg ? sqliteDate(v) : v)),
-        );
-        const failures = Number(rows[0]?.failures ?? 1);
-        if (failures >= k.threshold) {
-          const seconds = Math.min(this.config.lockoutSeconds * 2 ** (failures - k.threshold), this.config.lockoutMaxSeconds);
-          await repo.update({ key: k.key }, { locked_until: new Date(now.getTime() + seconds * 1000) });
-          longest = Math.max(longest, seconds);
-        }
-      }
-    });
+    for (const k of keys) longest = Math.max(longest, await this.store.fail(k.key, k.threshold, this.config.lockoutSeconds, this.config.lockoutMaxSeconds));
     return longest;
   }
 
   /** A success clears the account (or client) counters; the address keeps its count. */
   async succeed(keys: LockKey[]): Promise<void> {
     const clear = keys.filter((k) => !k.key.includes(':ip:')).map((k) => k.key);
-    if (clear.length) await this.db.getRepository(Lockout).delete({ key: In(clear) });
+    if (clear.length) await this.store.clear(clear);
   }
 }
 

@@ -1,10 +1,11 @@
-import { ExecutionContext, Injectable } from '@nestjs/common';
-import { AuthGuard } from '@nestjs/passport';
-import type { Request } from 'express';
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { IdpPassport } from './passport';
 import type { User } from '@idp/users';
 import { IdpEvents, LockoutService } from '@idp/core';
 
-export type LoginRequest = Request & { loginLocked?: number };
+/** What the guard found: a lock (seconds to wait), or a successful login. */
+export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean };
 
 /**
  * Runs passport-local on POST /login. A failure does not throw: `req.user` stays unset and the
@@ -12,9 +13,14 @@ export type LoginRequest = Request & { loginLocked?: number };
  * pending interactions and CSRF token, and the user is logged in.
  */
 @Injectable()
-export class LocalLoginGuard extends AuthGuard('local') {
-  constructor(private readonly lockout: LockoutService, private readonly events: IdpEvents) {
-    super();
+export class LocalLoginGuard implements CanActivate {
+  constructor(private readonly lockout: LockoutService, private readonly events: IdpEvents, private readonly passport: IdpPassport) {}
+
+  /** passport.authenticate('local') with a callback: the user, or false on a failed check. */
+  private authenticate(req: Request, res: Response): Promise<User | false> {
+    return new Promise((resolve, reject) => {
+      this.passport.authenticate('local', { session: false }, (err: unknown, user: User | false) => (err ? reject(err) : resolve(user)))(req, res, reject);
+    });
   }
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
@@ -28,8 +34,10 @@ export class LocalLoginGuard extends AuthGuard('local') {
       req.loginLocked = state.retryAfter;
       return true;
     }
-    await super.canActivate(ctx);
-    if (!req.user) {
+    // The verdict is `found`, never `req.user`: a signed-in user re-entering a wrong password
+    // (prompt=login) still has a session user on the request.
+    const found = await this.authenticate(req, ctx.switchToHttp().getResponse<Response>());
+    if (!found) {
       const locked = await this.lockout.fail(keys);
       if (locked) {
         req.loginLocked = locked;
@@ -38,17 +46,10 @@ export class LocalLoginGuard extends AuthGuard('local') {
       return true;
     }
     if (state.dirty) await this.lockout.succeed(keys);
-    if (req.user) {
-      const user = req.user as unknown as User;
-      await new Promise<void>((resolve, reject) => req.logIn(user as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));
-      // From here on the request sees what later requests will see: the serialized session user.
-      req.user = req.session.passport?.user;
-    }
+    await new Promise<void>((resolve, reject) => req.logIn(found as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));
+    // From here on the request sees what later requests will see: the serialized session user.
+    req.user = req.session.passport?.user;
+    req.loginOk = true;
     return true;
-  }
-
-  handleRequest<TUser>(err: unknown, user: TUser): TUser {
-    if (err) throw err;
-    return (user || undefined) as TUser;
   }
 }

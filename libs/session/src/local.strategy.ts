@@ -1,14 +1,19 @@
 import { Injectable } from '@nestjs/common';
-import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-local';
 import { UsersService } from '@idp/users';
 import type { User } from '@idp/users';
+import { IdpPassport } from './passport';
 
 /** passport-local: `username` (the email) and `password`. One generic failure for every reason. */
 @Injectable()
-export class LocalStrategy extends PassportStrategy(Strategy, 'local') {
-  constructor(private readonly users: UsersService) {
-    super({ usernameField: 'username', passwordField: 'password' });
+export class LocalStrategy {
+  constructor(private readonly users: UsersService, passport: IdpPassport) {
+    passport.use(
+      'local',
+      new Strategy({ usernameField: 'username', passwordField: 'password' }, (username, password, done) => {
+        this.validate(username, password).then((user) => done(null, user as never), done);
+      }),
+    );
   }
 
   async validate(username: string, password: string): Promise<User | false> {

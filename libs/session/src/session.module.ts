@@ -1,8 +1,6 @@
 import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
-import { PassportModule } from '@nestjs/passport';
 import { InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
 import session from 'express-session';
-import passport from 'passport';
 import { Repository } from 'typeorm';
 import { IdpConfig } from '@idp/core';
 import { UsersModule } from '@idp/users';
@@ -17,6 +15,7 @@ import { LocalLoginGuard } from './guards';
 import { SessionGuard } from './session.guard';
 import { LoginController } from './login.controller';
 import { LogoutController } from './logout.controller';
+import { IdpPassport } from './passport';
 
 /** Browser sessions live 14 days of inactivity at most (the cookie is renewed on each use). */
 const SESSION_IDLE_MS = 14 * 24 * 3600 * 1000;
@@ -26,15 +25,22 @@ const SESSION_IDLE_MS = 14 * 24 * 3600 * 1000;
  * routes (authorize, login, consent, logout), never on the token endpoint or the admin API.
  */
 @Module({
-  imports: [PassportModule.register({ session: true }), TypeOrmModule.forFeature([SessionRecord]), UsersModule, ClientsModule, KeysModule],
+  imports: [TypeOrmModule.forFeature([SessionRecord]), UsersModule, ClientsModule, KeysModule],
   controllers: [LoginController, LogoutController],
-  providers: [LocalStrategy, SessionSerializer, CsrfGuard, LocalLoginGuard, SessionGuard],
+  providers: [{ provide: IdpPassport, useFactory: () => new IdpPassport() }, LocalStrategy, SessionSerializer, CsrfGuard, LocalLoginGuard, SessionGuard],
   exports: [SessionGuard, CsrfGuard],
 })
 export class SessionModule implements NestModule {
   private store?: TypeOrmSessionStore;
 
-  constructor(private readonly config: IdpConfig, @InjectRepository(SessionRecord) private readonly sessions: Repository<SessionRecord>) {}
+  constructor(
+    private readonly config: IdpConfig,
+    @InjectRepository(SessionRecord) private readonly sessions: Repository<SessionRecord>,
+    private readonly passport: IdpPassport,
+    // Instantiated here so that their registrations on this app's Passport exist before any request.
+    _strategy: LocalStrategy,
+    _serializer: SessionSerializer,
+  ) {}
 
   configure(consumer: MiddlewareConsumer): void {
     const https = this.config.issuer.startsWith('https://');
@@ -51,8 +57,8 @@ export class SessionModule implements NestModule {
           rolling: true,
           cookie: { httpOnly: true, sameSite: 'lax', secure: https, path: '/', maxAge: SESSION_IDLE_MS },
         }),
-        passport.initialize(),
-        passport.session(),
+        this.passport.initialize(),
+        this.passport.session(),
       )
       .forRoutes('authorize', 'authorize/*path', 'login', 'consent', 'oidc/logout');
   }
