@@ -1,11 +1,11 @@
-import { BadRequestException, INestApplication, ValidationPipe } from '@nestjs/common';
+import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, ValidationPipe } from '@nestjs/common';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
-import { ApiErrorFilter, IdpConfig, JsonLogger, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
+import { ApiErrorFilter, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
 import { AppModule } from './app.module';
 import { rateLimit } from './rate-limit';
 import { cors, securityHeaders } from './http-policy';
@@ -50,7 +50,7 @@ export async function createApp(env: Record<string, string | undefined> = proces
   app.use(bodyErrors);
 
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
-  app.useGlobalFilters(new ApiErrorFilter());
+  app.useGlobalFilters(new GlobalErrorFilter());
 
   const document = SwaggerModule.createDocument(
     app,
@@ -64,6 +64,22 @@ export async function createApp(env: Record<string, string | undefined> = proces
   );
   app.use('/admin/openapi.json', (req: Request, res: Response, next: NextFunction) => (req.method === 'GET' ? res.json(document) : next()));
   return { app, config, logger };
+}
+
+/**
+ * Errors no controller filter caught: the admin JSON format, except on the browser pages, where
+ * Nest-applied middleware (the session store, Passport) can fail before the controller's own
+ * filter runs (the database is down): those get the HTML error page too.
+ */
+@Catch()
+class GlobalErrorFilter implements ExceptionFilter {
+  private readonly api = new ApiErrorFilter();
+  private readonly page = new PageErrorFilter();
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const req = host.switchToHttp().getRequest<Request>();
+    (PAGES.test(req.path) ? this.page : this.api).catch(exception, host);
+  }
 }
 
 /** apps/idp/<name>, from the sources (tests) or from dist/ (npm start). */

@@ -5,6 +5,7 @@ import { KeysModule } from '@idp/keys';
 import { ResourcesModule } from '@idp/resources';
 import { SessionModule } from '@idp/session';
 import { ConsentModule } from '@idp/consent';
+import { UsersModule } from '@idp/users';
 import { AuthorizationCode } from './authorization-code.entity';
 import { AuthorizationService } from './authorization.service';
 import { AuthorizeController } from './authorize.controller';
@@ -12,7 +13,7 @@ import { AuthorizeRequestGuard } from './authorize-request';
 import { AuthorizeErrorFilter } from './authorize-error.filter';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([AuthorizationCode]), ClientsModule, KeysModule, ResourcesModule, SessionModule, ConsentModule],
+  imports: [TypeOrmModule.forFeature([AuthorizationCode]), ClientsModule, KeysModule, ResourcesModule, SessionModule, ConsentModule, UsersModule],
   controllers: [AuthorizeController],
   providers: [AuthorizationService, AuthorizeRequestGuard, AuthorizeErrorFilter],
   exports: [AuthorizationService],

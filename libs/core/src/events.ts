@@ -28,6 +28,7 @@ export interface IdpEventMap {
   'user.login': { userId: string; clientId?: string; ip?: string };
   'user.login_failed': { clientId?: string; ip?: string; reason: string };
   'user.logout': { userId: string; clientId?: string };
+  'user.login_denied': { userId: string; clientId?: string; reason: string };
   'user.locked': { reason: 'account' | 'address'; retryAfter: number; ip?: string };
   'client.locked': { clientId?: string; reason: 'client' | 'address'; retryAfter: number; ip?: string };
   'consent.granted': { userId: string; clientId: string; scopes: string[]; audience?: string };

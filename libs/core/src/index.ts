@@ -15,3 +15,4 @@ export * from './page-error.filter';
 export * from './request-context';
 export * from './lockout';
 export * from './sqlite-gate';
+export * from './overrides';

@@ -23,7 +23,8 @@ export function pageRequest(query: { limit?: unknown; cursor?: unknown }): PageR
   let after: string | undefined;
   if (query.cursor !== undefined) {
     const decoded = typeof query.cursor === 'string' && query.cursor.length <= 512 ? Buffer.from(query.cursor, 'base64url').toString('utf8') : '';
-    if (!decoded.startsWith('k:')) throw new BadRequestException(['cursor is not a cursor this server issued']);
+    // A key never holds U+0000 (and PostgreSQL cannot compare it in text): such a cursor is forged.
+    if (!decoded.startsWith('k:') || decoded.includes('\0')) throw new BadRequestException(['cursor is not a cursor this server issued']);
     after = decoded.slice(2);
   }
   return { limit, after };

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateIf, ValidateNested } from 'class-validator';
 import type { Api } from './api.entity';
 import type { ClientGrant } from './client-grant.entity';
 
@@ -20,11 +20,14 @@ export class CreateApiDto {
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() allow_offline_access?: boolean;
 }
 
+/** Like @IsOptional() but for an absent field only: `null` is validated (and refused), none of these columns holds it. */
+const IsOptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
+
 export class UpdateApiDto {
-  @ApiPropertyOptional() @IsOptional() @IsString() @MinLength(1) @MaxLength(255) name?: string;
-  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptional() @IsArray() @ArrayMaxSize(200) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
-  @ApiPropertyOptional({ minimum: 60, maximum: 86400 }) @IsOptional() @IsInt() @Min(60) @Max(86400) token_lifetime?: number;
-  @ApiPropertyOptional() @IsOptional() @IsBoolean() allow_offline_access?: boolean;
+  @ApiPropertyOptional() @IsOptionalNotNull() @IsString() @MinLength(1) @MaxLength(255) name?: string;
+  @ApiPropertyOptional({ type: [ApiScopeDto] }) @IsOptionalNotNull() @IsArray() @ArrayMaxSize(200) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => ApiScopeDto) scopes?: ApiScopeDto[];
+  @ApiPropertyOptional({ minimum: 60, maximum: 86400 }) @IsOptionalNotNull() @IsInt() @Min(60) @Max(86400) token_lifetime?: number;
+  @ApiPropertyOptional() @IsOptionalNotNull() @IsBoolean() allow_offline_access?: boolean;
 }
 
 export class ApiView {

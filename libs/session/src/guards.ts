@@ -1,11 +1,14 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { IdpPassport } from './passport';
+import { LoginPolicies } from './login-policy';
+import { Interactions } from './interactions';
+import { ClientsService } from '@idp/clients';
 import type { User } from '@idp/users';
 import { IdpEvents, LockoutService } from '@idp/core';
 
 /** What the guard found: a lock (seconds to wait), or a successful login. */
-export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean };
+export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean; loginDenied?: string };
 
 /**
  * Runs passport-local on POST /login. A failure does not throw: `req.user` stays unset and the
@@ -14,7 +17,13 @@ export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean }
  */
 @Injectable()
 export class LocalLoginGuard implements CanActivate {
-  constructor(private readonly lockout: LockoutService, private readonly events: IdpEvents, private readonly passport: IdpPassport) {}
+  constructor(
+    private readonly lockout: LockoutService,
+    private readonly events: IdpEvents,
+    private readonly passport: IdpPassport,
+    private readonly policies: LoginPolicies,
+    private readonly clients: ClientsService,
+  ) {}
 
   /** passport.authenticate('local') with a callback: the user, or false on a failed check. */
   private authenticate(req: Request, res: Response): Promise<User | false> {
@@ -46,6 +55,17 @@ export class LocalLoginGuard implements CanActivate {
       return true;
     }
     if (state.dirty) await this.lockout.succeed(keys);
+    // The password is right; a login policy may still say no (its reason is shown to the user).
+    if (this.policies.size) {
+      const interaction = Interactions.get(req, req.body?.interaction);
+      const client = interaction ? await this.clients.find(interaction.client_id) : null;
+      const decision = await this.policies.evaluate({ user: found, client, ip: req.ip, stage: 'login' });
+      if (!decision.allow) {
+        req.loginDenied = decision.reason;
+        await this.events.emit('user.login_denied', { userId: found.id, clientId: client?.client_id, reason: decision.reason });
+        return true;
+      }
+    }
     await new Promise<void>((resolve, reject) => req.logIn(found as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));
     // From here on the request sees what later requests will see: the serialized session user.
     req.user = req.session.passport?.user;

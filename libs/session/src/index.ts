@@ -4,4 +4,5 @@ export { SessionGuard, LoginCheck, RequestWithLogin, currentSessionUser } from '
 export { CsrfGuard, csrfToken } from './csrf';
 export { Interactions } from './interactions';
 export { SessionRecord } from './session.entity';
+export { LoginPolicy, LoginPolicyContext, LoginDecision } from './login-policy';
 export type { SessionUser, Interaction } from './session.types';

@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { Strategy } from 'passport-local';
-import { UsersService } from '@idp/users';
-import type { User } from '@idp/users';
+import { UserStore } from '@idp/users';
+import type { IdpUser as User } from '@idp/users';
 import { IdpPassport } from './passport';
 
 /** passport-local: `username` (the email) and `password`. One generic failure for every reason. */
 @Injectable()
 export class LocalStrategy {
-  constructor(private readonly users: UsersService, passport: IdpPassport) {
+  constructor(private readonly users: UserStore, passport: IdpPassport) {
     passport.use(
       'local',
       new Strategy({ usernameField: 'username', passwordField: 'password' }, (username, password, done) => {

@@ -35,6 +35,11 @@ export class LoginController {
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
       return this.render(req, res, interaction.id, { username, error: `Too many failed sign-in attempts. Please wait ${minutes} minute${minutes > 1 ? 's' : ''} and try again.` }, 429);
     }
+    const denied = (req as LoginRequest).loginDenied;
+    if (denied) {
+      const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
+      return this.render(req, res, interaction.id, { username, error: denied }, 403);
+    }
     if (!(req as LoginRequest).loginOk) {
       await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' });
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';

@@ -2,6 +2,9 @@ import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import type { Request } from 'express';
 import { OAuthError, PageRedirect } from '@idp/core';
 import { Interactions, now } from './interactions';
+import { LoginPolicies } from './login-policy';
+import { UserStore } from '@idp/users';
+import { ClientsService } from '@idp/clients';
 import type { Interaction, SessionUser } from './session.types';
 
 /** What the authorization request asks of the login, attached by the request guard before SessionGuard runs. */
@@ -25,7 +28,9 @@ export type RequestWithLogin = Request & { loginCheck?: LoginCheck; user?: Sessi
  */
 @Injectable()
 export class SessionGuard implements CanActivate {
-  canActivate(ctx: ExecutionContext): boolean {
+  constructor(private readonly policies: LoginPolicies, private readonly users: UserStore, private readonly clients: ClientsService) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<RequestWithLogin>();
     const check = req.loginCheck;
     if (!check) throw new Error('SessionGuard needs the authorization request guard before it');
@@ -36,7 +41,18 @@ export class SessionGuard implements CanActivate {
     else if (!freshLogin && check.prompt.includes('login')) reason = 'prompt=login';
     else if (!freshLogin && check.maxAge !== undefined && now() - user.auth_time > check.maxAge) reason = 'max_age exceeded';
     else if (check.idTokenHintSub && check.idTokenHintSub !== user.sub) reason = 'id_token_hint names another user';
-    if (!reason) return true;
+    if (!reason) {
+      // An existing session is also subject to the login policies (office hours end, an account
+      // gets flagged): a refusal goes back to the application as access_denied.
+      if (this.policies.size && user) {
+        const found = await this.users.findById(user.sub);
+        if (found) {
+          const decision = await this.policies.evaluate({ user: found, client: await this.clients.find(check.clientId), ip: req.ip, stage: 'session' });
+          if (!decision.allow) throw new OAuthError('access_denied', decision.reason, 403, true, 'login policy');
+        }
+      }
+      return true;
+    }
     if (check.prompt.includes('none')) {
       throw new OAuthError('login_required', 'the user must sign in', 400, true, reason);
     }

@@ -16,6 +16,7 @@ import { SessionGuard } from './session.guard';
 import { LoginController } from './login.controller';
 import { LogoutController } from './logout.controller';
 import { IdpPassport } from './passport';
+import { LoginPolicies } from './login-policy';
 
 /** Browser sessions live 14 days of inactivity at most (the cookie is renewed on each use). */
 const SESSION_IDLE_MS = 14 * 24 * 3600 * 1000;
@@ -27,8 +28,8 @@ const SESSION_IDLE_MS = 14 * 24 * 3600 * 1000;
 @Module({
   imports: [TypeOrmModule.forFeature([SessionRecord]), UsersModule, ClientsModule, KeysModule],
   controllers: [LoginController, LogoutController],
-  providers: [{ provide: IdpPassport, useFactory: () => new IdpPassport() }, LocalStrategy, SessionSerializer, CsrfGuard, LocalLoginGuard, SessionGuard],
-  exports: [SessionGuard, CsrfGuard],
+  providers: [{ provide: IdpPassport, useFactory: () => new IdpPassport() }, LocalStrategy, SessionSerializer, CsrfGuard, LocalLoginGuard, SessionGuard, LoginPolicies],
+  exports: [SessionGuard, CsrfGuard, LoginPolicies],
 })
 export class SessionModule implements NestModule {
   private store?: TypeOrmSessionStore;

@@ -1,14 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { randomToken } from '@idp/core';
-import { UsersService } from '@idp/users';
-import type { User } from '@idp/users';
+import { UserStore } from '@idp/users';
+import type { IdpUser as User } from '@idp/users';
 import type { SessionUser } from './session.types';
 import { IdpPassport } from './passport';
 
 /** Keeps {sub, auth_time, sid, amr} in the session; a deleted or blocked user is signed out on the next request. */
 @Injectable()
 export class SessionSerializer {
-  constructor(private readonly users: UsersService, passport: IdpPassport) {
+  constructor(private readonly users: UserStore, passport: IdpPassport) {
     passport.serializeUser((user, done) => done(null, this.serialize(user as User | SessionUser)));
     passport.deserializeUser((data: SessionUser, done: (err: unknown, user?: SessionUser | false) => void) => {
       this.deserialize(data).then((u) => done(null, u), done);

@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, Injectable, SetMetadata, createParamDeco
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import type { JWTPayload } from 'jose';
-import { IdpConfig, OAuthError, insufficientScope, invalidToken } from '@idp/core';
+import { IdpConfig, OAuthError, insufficientScope, invalidToken, isDatabaseUnavailable } from '@idp/core';
 import { KeysService } from '@idp/keys';
 import { RevocationService } from './revocation.service';
 
@@ -46,7 +46,9 @@ export class BearerGuard implements CanActivate {
     try {
       payload = (await this.keys.verify(match[1], { typ: 'at+jwt', audience: audience?.(this.config) })).payload as BearerToken;
       if (await this.revocation.isRevoked(payload.jti)) throw new Error('revoked');
-    } catch {
+    } catch (err) {
+      // The revocation list could not be read: the token is not known to be invalid, so 503, not 401.
+      if (isDatabaseUnavailable(err)) throw err;
       throw invalidToken().withHeaders({ 'WWW-Authenticate': 'Bearer realm="idp", error="invalid_token", error_description="the access token is invalid or expired"' });
     }
     const granted = new Set((payload.scope ?? '').split(' '));

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { IdpConfig, IdpEventMap, randomToken } from '@idp/core';
 import { KeysService } from '@idp/keys';
 import type { Client } from '@idp/clients';
-import { ClaimsService, User } from '@idp/users';
+import { ClaimsService, IdpUser as User } from '@idp/users';
+import { PROTECTED_CLAIMS, TokenCustomizers } from './token-customizer';
 
 export interface AccessTokenSpec {
   client: Client;
@@ -14,6 +15,8 @@ export interface AccessTokenSpec {
   lifetime: number;
   grantType: string;
   userId?: string;
+  /** The signed-in user (for customizers); absent for client_credentials. */
+  user?: User;
   authTime?: number;
   sid?: string;
   extra?: Record<string, unknown>;
@@ -37,18 +40,22 @@ export interface IdTokenSpec {
   amr: string[];
   nonce?: string | null;
   accessToken: string;
+  grantType: string;
 }
 
 /** ID tokens live one hour (they are read once, at sign-in). */
 export const ID_TOKEN_LIFETIME = 3600;
 
-/** Claims that a customizer or an extra field may never set. */
-const PROTECTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope'];
 
 /** Mints our tokens: RFC 9068 JWT access tokens, OIDC ID tokens and opaque refresh tokens. */
 @Injectable()
 export class TokenIssuer {
-  constructor(private readonly keys: KeysService, private readonly config: IdpConfig, private readonly claims: ClaimsService) {}
+  constructor(
+    private readonly keys: KeysService,
+    private readonly config: IdpConfig,
+    private readonly claims: ClaimsService,
+    private readonly customizers: TokenCustomizers,
+  ) {}
 
   get userinfoAudience(): string {
     return `${this.config.issuer}/userinfo`;
@@ -58,9 +65,26 @@ export class TokenIssuer {
     const iat = Math.floor(Date.now() / 1000);
     const exp = iat + spec.lifetime;
     const jti = randomToken(16);
-    const extra = Object.fromEntries(Object.entries(spec.extra ?? {}).filter(([k]) => !PROTECTED.includes(k)));
+    const extra = Object.fromEntries(Object.entries(spec.extra ?? {}).filter(([k]) => !PROTECTED_CLAIMS.has(k)));
+    const audience = Array.isArray(spec.audience) ? spec.audience : [spec.audience];
+    const core = {
+      iss: this.config.issuer,
+      sub: spec.sub,
+      aud: spec.audience,
+      client_id: spec.client.client_id,
+      scope: spec.scope.join(' '),
+      jti,
+      iat,
+      exp,
+      ...(spec.authTime !== undefined ? { auth_time: spec.authTime } : {}),
+      ...(spec.sid !== undefined ? { sid: spec.sid } : {}),
+    };
+    const customized = await this.customizers.extraClaims({
+      tokenType: 'access_token', claims: { ...extra, ...core }, client: spec.client, user: spec.user, grantType: spec.grantType, scopes: spec.scope, audience,
+    });
     const claims = {
       ...extra,
+      ...customized,
       iss: this.config.issuer,
       sub: spec.sub,
       aud: spec.audience,
@@ -73,7 +97,6 @@ export class TokenIssuer {
       ...(spec.sid !== undefined ? { sid: spec.sid } : {}),
     };
     const token = await this.keys.sign(claims, { typ: 'at+jwt' });
-    const audience = Array.isArray(spec.audience) ? spec.audience : [spec.audience];
     return {
       token, jti, expiresIn: spec.lifetime, exp,
       event: { clientId: spec.client.client_id, grantType: spec.grantType, userId: spec.userId, audience, jti, scope: claims.scope },
@@ -84,8 +107,7 @@ export class TokenIssuer {
   async idToken(spec: IdTokenSpec): Promise<string> {
     const iat = Math.floor(Date.now() / 1000);
     const profile = await this.claims.claimsFor(spec.user, { use: 'id_token', scopes: spec.scopes, clientId: spec.client.client_id });
-    return this.keys.sign({
-      ...profile,
+    const core = {
       iss: this.config.issuer,
       sub: spec.user.id,
       aud: spec.client.client_id,
@@ -96,7 +118,11 @@ export class TokenIssuer {
       amr: spec.amr,
       sid: spec.sid,
       at_hash: this.halfHash(spec.accessToken),
+    };
+    const customized = await this.customizers.extraClaims({
+      tokenType: 'id_token', claims: { ...profile, ...core }, client: spec.client, user: spec.user, grantType: spec.grantType, scopes: spec.scopes, audience: [spec.client.client_id],
     });
+    return this.keys.sign({ ...profile, ...customized, ...core });
   }
 
   /** A refresh token: 256 random bits; the caller stores only `hash`. */

@@ -15,6 +15,7 @@ import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
 import { RevocationService } from './revocation.service';
 import { TokenIntrospection } from './token-introspection';
+import { TokenCustomizers } from './token-customizer';
 import { UserTokens } from './grants/user-tokens';
 import { ClientCredentialsGrant } from './grants/client-credentials.grant';
 import { AuthorizationCodeGrant } from './grants/authorization-code.grant';
@@ -24,7 +25,7 @@ import { RefreshTokenGrant } from './grants/refresh-token.grant';
   imports: [TypeOrmModule.forFeature([RefreshToken, RevokedToken]), ClientsModule, KeysModule, ResourcesModule, UsersModule, AuthorizationModule],
   controllers: [TokenController, UserinfoController],
   providers: [
-    GrantRegistry, TokenIssuer, BearerGuard, FormBodyGuard, RevocationService, TokenIntrospection, UserTokens,
+    GrantRegistry, TokenIssuer, TokenCustomizers, BearerGuard, FormBodyGuard, RevocationService, TokenIntrospection, UserTokens,
     ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant,
   ],
   exports: [GrantRegistry, TokenIssuer, BearerGuard, RevocationService, KeysModule],

@@ -1,7 +1,7 @@
 import { Controller, Get, Header, HttpCode, Post, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { TokenErrorFilter, invalidToken, insufficientScope } from '@idp/core';
-import { ClaimsService, UsersService } from '@idp/users';
+import { ClaimsService, UserStore } from '@idp/users';
 import { BearerAudience, BearerGuard, BearerToken, CurrentToken } from './bearer.guard';
 
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="idp", error="invalid_token", error_description="the access token is invalid or expired"' };
@@ -13,7 +13,7 @@ const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="idp", error="invalid_toke
 @BearerAudience((c) => `${c.issuer}/userinfo`)
 @UseGuards(BearerGuard)
 export class UserinfoController {
-  constructor(private readonly users: UsersService, private readonly claims: ClaimsService) {}
+  constructor(private readonly users: UserStore, private readonly claims: ClaimsService) {}
 
   @Get()
   @Header('Cache-Control', 'no-store')

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { RegistryOptions, buildRegistry } from '@idp/core';
-import type { User } from './user.entity';
+import type { IdpUser } from './user-store';
 
 export interface ClaimsContext {
   use: 'id_token' | 'userinfo';
@@ -16,7 +16,7 @@ export interface ClaimsContext {
  */
 export interface ClaimsProvider {
   readonly claims: string[];
-  load(user: User, ctx: ClaimsContext): Promise<Record<string, unknown>> | Record<string, unknown>;
+  load(user: IdpUser, ctx: ClaimsContext): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
 export const ClaimsProvider = DiscoveryService.createDecorator<{ name: string } & RegistryOptions>();
@@ -28,8 +28,8 @@ const RESERVED = new Set(['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'auth
 @Injectable()
 export class ProfileClaims implements ClaimsProvider {
   readonly claims = ['name', 'updated_at'];
-  load(user: User) {
-    return { ...(user.name ? { name: user.name } : {}), updated_at: Math.floor(user.updated_at.getTime() / 1000) };
+  load(user: IdpUser) {
+    return { ...(user.name ? { name: user.name } : {}), ...(user.updated_at ? { updated_at: Math.floor(user.updated_at.getTime() / 1000) } : {}) };
   }
 }
 
@@ -37,7 +37,7 @@ export class ProfileClaims implements ClaimsProvider {
 @Injectable()
 export class EmailClaims implements ClaimsProvider {
   readonly claims = ['email', 'email_verified'];
-  load(user: User) {
+  load(user: IdpUser) {
     return { email: user.email, email_verified: user.email_verified };
   }
 }
@@ -68,7 +68,7 @@ export class ClaimsService {
   }
 
   /** The claims for the granted scopes, from every matching provider, in scope order. */
-  async claimsFor(user: User, ctx: ClaimsContext): Promise<Record<string, unknown>> {
+  async claimsFor(user: IdpUser, ctx: ClaimsContext): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     for (const scope of ctx.scopes) {
       const provider = this.registry.get(scope);

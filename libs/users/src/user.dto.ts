@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsEmail, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsBoolean, IsEmail, IsOptional, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
 import { User } from './user.entity';
 
 export class CreateUserDto {
@@ -10,12 +10,15 @@ export class CreateUserDto {
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() blocked?: boolean;
 }
 
+/** Like @IsOptional() but for an absent field only: `null` is validated (and refused) where the column cannot hold it. */
+const IsOptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
+
 export class UpdateUserDto {
-  @ApiPropertyOptional() @IsOptional() @IsEmail() @MaxLength(320) email?: string;
-  @ApiPropertyOptional({ minLength: 8, maxLength: 256, writeOnly: true }) @IsOptional() @IsString() @MinLength(8) @MaxLength(256) password?: string;
+  @ApiPropertyOptional() @IsOptionalNotNull() @IsEmail() @MaxLength(320) email?: string;
+  @ApiPropertyOptional({ minLength: 8, maxLength: 256, writeOnly: true }) @IsOptionalNotNull() @IsString() @MinLength(8) @MaxLength(256) password?: string;
   @ApiPropertyOptional({ nullable: true }) @IsOptional() @IsString() @MaxLength(255) name?: string | null;
-  @ApiPropertyOptional() @IsOptional() @IsBoolean() email_verified?: boolean;
-  @ApiPropertyOptional() @IsOptional() @IsBoolean() blocked?: boolean;
+  @ApiPropertyOptional() @IsOptionalNotNull() @IsBoolean() email_verified?: boolean;
+  @ApiPropertyOptional() @IsOptionalNotNull() @IsBoolean() blocked?: boolean;
 }
 
 export class UserView {

@@ -5,13 +5,14 @@ import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from 
 import { User } from './user.entity';
 import { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
 import { dummyHash, hashPassword, verifyPassword } from './password';
+import { UserStore } from './user-store';
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
 @Injectable()
-export class UsersService {
+export class UsersService implements UserStore {
   constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents) {}
 
   async create(dto: CreateUserDto, actor?: string): Promise<User> {

@@ -6,7 +6,7 @@ import { AuditEvent } from './audit-event.entity';
 
 /** Every event that is a security record. */
 export const AUDITED_EVENTS: IdpEventName[] = [
-  'user.login', 'user.login_failed', 'user.locked', 'user.logout', 'user.created', 'user.updated', 'user.deleted',
+  'user.login', 'user.login_failed', 'user.login_denied', 'user.locked', 'user.logout', 'user.created', 'user.updated', 'user.deleted',
   'consent.granted', 'consent.denied', 'consent.revoked',
   'token.issued', 'token.revoked', 'token.refresh_reused', 'code.replayed',
   'client.auth_failed', 'client.locked', 'client.created', 'client.updated', 'client.deleted', 'client.secret_rotated',
@@ -63,6 +63,7 @@ export class AuditService implements OnModuleInit {
 export function parseSince(since: unknown): Date | undefined {
   if (since === undefined) return undefined;
   const d = typeof since === 'string' && since.length <= 40 ? new Date(since) : new Date(NaN);
-  if (Number.isNaN(d.getTime())) throw new BadRequestException(['since must be an ISO 8601 date-time']);
+  // Years 0000 to 9999 (ISO 8601 without expanded years): PostgreSQL cannot compare a date before 4713 BC.
+  if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 0 || d.getUTCFullYear() > 9999) throw new BadRequestException(['since must be an ISO 8601 date-time']);
   return d;
 }

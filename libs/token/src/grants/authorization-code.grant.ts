@@ -3,7 +3,7 @@ import { IdpEvents, invalidGrant, invalidRequest } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { AuthorizationCode, AuthorizationService, verifyPkce } from '@idp/authorization';
 import { ResourcesService } from '@idp/resources';
-import { UsersService } from '@idp/users';
+import { UserStore } from '@idp/users';
 import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
 import { RevocationService } from '../revocation.service';
 import { UserTokens } from './user-tokens';
@@ -14,7 +14,7 @@ import { UserTokens } from './user-tokens';
 export class AuthorizationCodeGrant implements GrantHandler {
   constructor(
     private readonly authorization: AuthorizationService,
-    private readonly users: UsersService,
+    private readonly users: UserStore,
     private readonly resources: ResourcesService,
     private readonly revocation: RevocationService,
     private readonly tokens: UserTokens,

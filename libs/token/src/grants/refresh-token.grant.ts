@@ -4,7 +4,7 @@ import { IsNull, Repository } from 'typeorm';
 import { IdpEvents, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
-import { UsersService } from '@idp/users';
+import { UserStore } from '@idp/users';
 import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
 import { RefreshToken } from '../refresh-token.entity';
 import { RevocationService } from '../revocation.service';
@@ -23,7 +23,7 @@ import { UserTokens } from './user-tokens';
 export class RefreshTokenGrant implements GrantHandler {
   constructor(
     @InjectRepository(RefreshToken) private readonly refreshTokens: Repository<RefreshToken>,
-    private readonly users: UsersService,
+    private readonly users: UserStore,
     private readonly resources: ResourcesService,
     private readonly revocation: RevocationService,
     private readonly tokens: UserTokens,

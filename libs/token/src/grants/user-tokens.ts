@@ -4,7 +4,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { IdpEvents, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
-import type { User } from '@idp/users';
+import type { IdpUser as User } from '@idp/users';
 import type { TokenRequest, TokenResponse } from '../grant-handler';
 import { RefreshToken } from '../refresh-token.entity';
 import { TokenIssuer, IssuedAccessToken } from '../token-issuer';
@@ -63,12 +63,12 @@ export class UserTokens {
     const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
-      grantType: g.grantType, userId: g.user.id, authTime: g.authTime, sid: g.sid,
+      grantType: g.grantType, userId: g.user.id, user: g.user, authTime: g.authTime, sid: g.sid,
     });
     const response: TokenResponse = { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope: g.scopes.join(' ') };
     if (g.scopes.includes('openid')) {
       response.id_token = await this.issuer.idToken({
-        client: g.client, user: g.user, scopes: g.scopes, authTime: g.authTime, sid: g.sid, amr: g.amr, nonce: g.nonce, accessToken: access.token,
+        client: g.client, user: g.user, scopes: g.scopes, authTime: g.authTime, sid: g.sid, amr: g.amr, nonce: g.nonce, accessToken: access.token, grantType: g.grantType,
       });
     }
     const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;

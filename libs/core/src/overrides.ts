@@ -1,0 +1,12 @@
+import type { Type } from '@nestjs/common';
+
+/**
+ * Replacements for the class-token seams, given to IdentityModule.forRoot and read by the lib
+ * that owns each seam (kept here, in the shared vocabulary, so no lib depends on the composition root).
+ */
+export interface IdpOverrides {
+  /** A class implementing UserStore (from @idp/users). */
+  userStore?: Type<unknown>;
+}
+
+export const IDP_OVERRIDES = Symbol('IDP_OVERRIDES');
