@@ -8,7 +8,7 @@ const swc = ['@swc/jest', {
   },
   module: { type: 'commonjs' },
 }];
-const libs = ['core', 'keys', 'users', 'clients', 'resources', 'session', 'consent', 'authorization', 'token'];
+const libs = ['core', 'keys', 'users', 'clients', 'resources', 'session', 'consent', 'authorization', 'token', 'identity'];
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/test'],

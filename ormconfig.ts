@@ -3,6 +3,6 @@
 import './apps/idp/src/paths';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@idp/core';
-import { dataSourceOptions } from './apps/idp/src/database';
+import { dataSourceOptions } from '@idp/identity';
 
 export default new DataSource(dataSourceOptions(loadConfig().databaseUrl));

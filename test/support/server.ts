@@ -3,7 +3,9 @@ import { createServer } from 'node:net';
 import { Client as PgClient } from 'pg';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { IdpConfig } from '@idp/core';
-import { createApp } from '../../apps/idp/src/create-app';
+import type { DynamicModule, Type } from '@nestjs/common';
+import { createIdentityApp } from '@idp/identity';
+import { AppModule } from '../../apps/idp/src/app.module';
 
 /** PostgreSQL for the suites when TEST_DATABASE_URL is set (CI runs every suite twice: SQLite, then PostgreSQL). */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL;
@@ -59,12 +61,13 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
 }
 
 /** Boots the real server on a free port of 127.0.0.1 with a fresh database, as `npm start` would. */
-export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startServer(env: Record<string, string> = {}, rootModule: Type<unknown> | DynamicModule = AppModule): Promise<TestServer> {
   const port = await freePort();
   const db = env.DATABASE_URL ? { url: env.DATABASE_URL, drop: async () => undefined } : await freshDatabase();
   const url = `http://127.0.0.1:${port}`;
   const logs: string[] = [];
-  const { app, config } = await createApp(
+  const { app, config } = await createIdentityApp(
+    rootModule,
     {
       NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', ISSUER: url, DATABASE_URL: db.url,
       IDP_SECRET_KEY: randomBytes(32).toString('base64url'), IDP_ADMIN_CLIENT_ID: ADMIN_CLIENT_ID, IDP_ADMIN_CLIENT_SECRET: ADMIN_CLIENT_SECRET,

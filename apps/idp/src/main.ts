@@ -1,7 +1,8 @@
 import './paths';
 import { ConfigError } from '@idp/core';
 import { createServer } from 'node:net';
-import { createApp } from './create-app';
+import { createIdentityApp } from '@idp/identity';
+import { AppModule } from './app.module';
 
 function freePort(host = '0.0.0.0'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   const env = { ...process.env };
   // PORT=0: pick a free port now, so that the default ISSUER (http://localhost:$PORT) names it.
   if (env.PORT?.trim() === '0') env.PORT = String(await freePort(env.HOST));
-  const { app, config, logger } = await createApp(env);
+  const { app, config, logger } = await createIdentityApp(AppModule, env);
   if (config.secretKeySource === 'ephemeral') {
     logger.write('warn', 'IDP_SECRET_KEY is not set and the database is in memory: a throw-away key is used; set IDP_SECRET_KEY to keep keys across restarts');
   } else if (config.secretKeySource === 'file') {

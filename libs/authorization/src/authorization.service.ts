@@ -11,11 +11,6 @@ import type { AuthorizeRequest } from './authorize-request';
 /** Codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes; OAuth 2.1 "short"). */
 export const CODE_TTL_S = 60;
 
-export type ConsumeResult =
-  | { ok: true; code: AuthorizationCode }
-  | { ok: false; reason: 'unknown' }
-  | { ok: false; reason: 'replayed'; code: AuthorizationCode };
-
 @Injectable()
 export class AuthorizationService {
   private sweeps = 0;
@@ -63,24 +58,31 @@ export class AuthorizationService {
     return code;
   }
 
-  /**
-   * Marks a code used, atomically: a conditional UPDATE (`used_at IS NULL`) that exactly one of
-   * any number of concurrent redemptions can win, on SQLite (one writer at a time) and PostgreSQL
-   * (the row lock taken by UPDATE makes the losers re-check the condition and match nothing).
-   */
-  async consumeCode(code: string): Promise<ConsumeResult> {
-    if (code.length > 256) return { ok: false, reason: 'unknown' };
-    const code_hash = sha256(code);
-    const res = await this.codes.update({ code_hash, used_at: IsNull() }, { used_at: new Date() });
-    const row = await this.codes.findOne({ where: { code_hash } });
-    if (!row) return { ok: false, reason: 'unknown' };
-    if (res.affected === 1) return { ok: true, code: row };
-    return { ok: false, reason: 'replayed', code: row };
+  /** The stored code (used or not), or null for a code this server never issued. */
+  async findCode(code: string): Promise<AuthorizationCode | null> {
+    if (code.length > 256) return null;
+    return this.codes.findOne({ where: { code_hash: sha256(code) } });
   }
 
-  /** Remembers the access token issued from a code, so a replay can revoke it. */
-  async recordIssued(codeHash: string, jti: string, exp: number, m: EntityManager = this.codes.manager): Promise<void> {
-    await m.getRepository(AuthorizationCode).update({ code_hash: codeHash }, { access_jti: jti, access_exp: new Date(exp * 1000) });
+  /**
+   * Redeems a code inside the transaction that writes what is issued from it: marks it used and
+   * records its access token (so a replay can revoke it) in one conditional UPDATE (`used_at IS
+   * NULL`) that exactly one of any number of concurrent redemptions can win, on SQLite (one writer
+   * at a time) and PostgreSQL (the row lock taken by UPDATE makes the losers re-check the condition
+   * and match nothing). A code is thus never used without its tokens being recorded, even when the
+   * database goes away half way. False when another redemption won.
+   */
+  async redeemCode(codeHash: string, access: { jti: string; exp: number }, m: EntityManager): Promise<boolean> {
+    const res = await m.getRepository(AuthorizationCode).update(
+      { code_hash: codeHash, used_at: IsNull() },
+      { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) },
+    );
+    return res.affected === 1;
+  }
+
+  /** A failed redemption attempt uses the code up (a code gets one attempt). */
+  async burnCode(codeHash: string): Promise<void> {
+    await this.codes.update({ code_hash: codeHash, used_at: IsNull() }, { used_at: new Date() });
   }
 
   /** Expired codes are kept a day (to recognize replays) and then deleted. */

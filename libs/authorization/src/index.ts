@@ -1,5 +1,5 @@
 export { AuthorizationModule } from './authorization.module';
-export { AuthorizationService, ConsumeResult, CODE_TTL_S } from './authorization.service';
+export { AuthorizationService, CODE_TTL_S } from './authorization.service';
 export { AuthorizationCode } from './authorization-code.entity';
 export { verifyPkce } from './pkce';
 export { OIDC_SCOPES } from './authorize-request';

@@ -1,20 +1,33 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
-import { IdpConfig } from './config';
+import { IdpConfig, loadConfig } from './config';
 import { IdpEvents } from './events';
 import { JsonLogger } from './logger';
 import { LockoutService } from './lockout';
 import { IDP_OVERRIDES, IdpOverrides } from './overrides';
+import { IdpBootContext } from './boot-context';
 
-/** Provides the validated configuration and the event bus to every module. */
+/**
+ * Provides the validated configuration, the logger, the overrides and the event bus to every
+ * module. Without an explicit configuration, the one of the application being created
+ * (IdpBootContext) is used, else the environment's.
+ */
 @Global()
 @Module({})
 export class CoreModule {
-  static forRoot(config: IdpConfig, logger: JsonLogger = new JsonLogger(config.logLevel), overrides: IdpOverrides = {}): DynamicModule {
+  static forRoot(config?: IdpConfig, logger?: JsonLogger, overrides: IdpOverrides = {}): DynamicModule {
     return {
       module: CoreModule,
       imports: [DiscoveryModule],
-      providers: [{ provide: IdpConfig, useValue: config }, { provide: JsonLogger, useValue: logger }, { provide: IDP_OVERRIDES, useValue: overrides }, IdpEvents, LockoutService],
+      providers: [
+        config ? { provide: IdpConfig, useValue: config } : { provide: IdpConfig, useFactory: () => IdpBootContext.current()?.config ?? loadConfig() },
+        logger
+          ? { provide: JsonLogger, useValue: logger }
+          : { provide: JsonLogger, inject: [IdpConfig], useFactory: (c: IdpConfig) => IdpBootContext.current()?.logger ?? new JsonLogger(c.logLevel) },
+        { provide: IDP_OVERRIDES, useValue: overrides },
+        IdpEvents,
+        LockoutService,
+      ],
       exports: [IdpConfig, JsonLogger, IDP_OVERRIDES, IdpEvents, LockoutService, DiscoveryModule],
     };
   }

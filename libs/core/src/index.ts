@@ -16,3 +16,4 @@ export * from './request-context';
 export * from './lockout';
 export * from './sqlite-gate';
 export * from './overrides';
+export * from './boot-context';

@@ -7,6 +7,8 @@ import type { Type } from '@nestjs/common';
 export interface IdpOverrides {
   /** A class implementing UserStore (from @idp/users). */
   userStore?: Type<unknown>;
+  /** Scopes added to the admin API, for an extension's own admin routes. */
+  adminScopes?: { value: string; description: string }[];
 }
 
 export const IDP_OVERRIDES = Symbol('IDP_OVERRIDES');

@@ -7,7 +7,7 @@ import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CryptoKey, JWTPayload, SignJWT, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, generateKeyPair, jwtVerify } from 'jose';
 import { CoreModule, SecretKeyring, loadConfig } from '@idp/core';
-import { dataSourceOptions } from '../../../apps/idp/src/database';
+import { dataSourceOptions } from '@idp/identity';
 import { KeysModule } from './keys.module';
 import { KeysService, SigningAlg } from './keys.service';
 import { SigningKey } from './signing-key.entity';

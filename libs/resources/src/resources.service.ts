@@ -1,7 +1,7 @@
-import { BadRequestException, ConflictException, Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
+import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpConfig, IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from '@idp/core';
+import { IDP_OVERRIDES, IdpConfig, IdpEvents, IdpOverrides, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { Api, ApiScope } from './api.entity';
 import { ClientGrant } from './client-grant.entity';
@@ -26,7 +26,14 @@ export class ResourcesService implements OnModuleInit {
     private readonly clients: ClientsService,
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
+    @Inject(IDP_OVERRIDES) private readonly overrides: IdpOverrides,
   ) {}
+
+  /** The admin API's scopes: the built-in ones and those an extension adds. */
+  get adminScopes(): ApiScope[] {
+    const extra = (this.overrides.adminScopes ?? []).filter((s) => !ADMIN_SCOPES.some((a) => a.value === s.value));
+    return [...ADMIN_SCOPES, ...extra];
+  }
 
   /** Makes sure the admin API exists with identifier $ISSUER/admin and every admin scope. */
   async onModuleInit(): Promise<void> {
@@ -37,7 +44,7 @@ export class ResourcesService implements OnModuleInit {
     const now = new Date();
     const existing = await this.apis.findOne({ where: { is_system: true } });
     if (existing) {
-      const scopes = [...ADMIN_SCOPES, ...existing.scopes.filter((s) => !ADMIN_SCOPES.some((a) => a.value === s.value))];
+      const scopes = this.adminScopes;
       if (existing.identifier !== this.config.adminAudience || JSON.stringify(scopes) !== JSON.stringify(existing.scopes)) {
         await this.apis.update({ id: existing.id }, { identifier: this.config.adminAudience, scopes, updated_at: now });
         Object.assign(existing, { identifier: this.config.adminAudience, scopes });
@@ -45,7 +52,7 @@ export class ResourcesService implements OnModuleInit {
       return existing;
     }
     const api = this.apis.create({
-      id: uuidv7(), identifier: this.config.adminAudience, name: 'Admin API', scopes: ADMIN_SCOPES, token_lifetime: 3600,
+      id: uuidv7(), identifier: this.config.adminAudience, name: 'Admin API', scopes: this.adminScopes, token_lifetime: 3600,
       allow_offline_access: false, is_system: true, created_at: now, updated_at: now,
     });
     try {

@@ -7,7 +7,7 @@ import type { Request } from 'express';
 import { DataSource } from 'typeorm';
 import { CryptoKey, JWK, JWTPayload, SignJWT, UnsecuredJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose';
 import { CoreModule, IdpEventMap, IdpEvents, OAuthError, loadConfig } from '@idp/core';
-import { dataSourceOptions } from '../../../../apps/idp/src/database';
+import { dataSourceOptions } from '@idp/identity';
 import { Client } from '../client.entity';
 import { ClientsModule } from '../clients.module';
 import { ClientsService } from '../clients.service';

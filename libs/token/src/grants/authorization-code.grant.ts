@@ -24,36 +24,52 @@ export class AuthorizationCodeGrant implements GrantHandler {
   async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
     if (!req.code) throw invalidRequest('code is required');
     if (!req.redirect_uri) throw invalidRequest('redirect_uri is required');
-    const result = await this.authorization.consumeCode(req.code);
-    if (!result.ok) {
-      if (result.reason === 'replayed') await this.replayed(result.code);
-      throw invalidGrant('the code is invalid, expired or already used');
-    }
-    const code = result.code;
-    if (code.client_id !== client.client_id) throw invalidGrant('the code is invalid, expired or already used', 'code issued to another client');
-    if (code.expires_at.getTime() < Date.now()) throw invalidGrant('the code is invalid, expired or already used', 'code expired');
-    if (code.redirect_uri !== req.redirect_uri) throw invalidGrant('redirect_uri does not match the authorization request');
+    const code = await this.authorization.findCode(req.code);
+    if (!code) throw invalidGrant('the code is invalid, expired or already used');
+    if (code.used_at) return this.replayed(code);
+    // A failed check uses the code up, as a redemption would.
+    const refuse = async (description: string, hint?: string): Promise<never> => {
+      await this.authorization.burnCode(code.code_hash);
+      throw invalidGrant(description, hint);
+    };
+    if (code.client_id !== client.client_id) return refuse('the code is invalid, expired or already used', 'code issued to another client');
+    if (code.expires_at.getTime() < Date.now()) return refuse('the code is invalid, expired or already used', 'code expired');
+    if (code.redirect_uri !== req.redirect_uri) return refuse('redirect_uri does not match the authorization request');
     // RFC 7636 §4.6; and a verifier without a challenge is refused (RFC 9700 §2.1.1, PKCE downgrade).
     if (code.code_challenge) {
-      if (!req.code_verifier || !verifyPkce(code.code_challenge, req.code_verifier)) throw invalidGrant('code_verifier does not match the code_challenge');
+      if (!req.code_verifier || !verifyPkce(code.code_challenge, req.code_verifier)) return refuse('code_verifier does not match the code_challenge');
     } else if (req.code_verifier !== undefined) {
-      throw invalidGrant('code_verifier sent for a code issued without code_challenge');
+      return refuse('code_verifier sent for a code issued without code_challenge');
     }
     const user = await this.users.findById(code.user_id);
-    if (!user || user.blocked) throw invalidGrant('the user is not allowed to sign in');
+    if (!user || user.blocked) return refuse('the user is not allowed to sign in');
     const api = code.audience ? await this.resources.findByIdentifier(code.audience) : null;
-    if (code.audience && !api) throw invalidGrant('the API of this code no longer exists');
+    if (code.audience && !api) return refuse('the API of this code no longer exists');
 
-    return this.tokens.issue(
-      { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
-      req,
-      async (m, access) => this.authorization.recordIssued(code.code_hash, access.jti, access.exp, m),
-    );
+    // The code is marked used in the transaction that writes the tokens: both, or neither.
+    let lost = false;
+    try {
+      return await this.tokens.issue(
+        { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
+        req,
+        async (m, access) => {
+          if (!(await this.authorization.redeemCode(code.code_hash, access, m))) {
+            lost = true;
+            throw invalidGrant('the code is invalid, expired or already used', 'concurrent redemption');
+          }
+        },
+      );
+    } catch (err) {
+      // Another redemption won: read the code again for the tokens it recorded.
+      if (lost) return this.replayed((await this.authorization.findCode(req.code)) ?? code);
+      throw err;
+    }
   }
 
-  /** RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it. */
-  private async replayed(code: AuthorizationCode): Promise<void> {
+  /** RFC 6749 §4.1.2: a code used twice is refused, and the tokens issued from it are revoked. */
+  private async replayed(code: AuthorizationCode): Promise<never> {
     await this.revocation.revokeForCode(code.code_hash, { jti: code.access_jti, exp: code.access_exp });
     await this.events.emit('code.replayed', { clientId: code.client_id, userId: code.user_id });
+    throw invalidGrant('the code is invalid, expired or already used');
   }
 }

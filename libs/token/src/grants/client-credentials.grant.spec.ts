@@ -6,7 +6,7 @@ import { CoreModule, loadConfig } from '@idp/core';
 import { Client, ClientsService } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { ResourcesService } from '@idp/resources';
-import { dataSourceOptions } from '../../../../apps/idp/src/database';
+import { dataSourceOptions } from '@idp/identity';
 import { GrantHandler, GrantRegistry, TokenRequest, TokenResponse } from '../grant-handler';
 import { TokenModule } from '../token.module';
 

@@ -5,8 +5,9 @@ import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
-import { ApiErrorFilter, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
-import { AppModule } from './app.module';
+import type { Type, DynamicModule } from '@nestjs/common';
+import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
+import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
 import { rateLimit } from './rate-limit';
 import { cors, securityHeaders } from './http-policy';
 import { ClientsService } from '@idp/clients';
@@ -26,10 +27,17 @@ export interface CreatedApp {
  * Builds the whole server (without listening): body parsers with size limits, request logs with a
  * request id, validation, error rendering, and the OpenAPI document of the admin API.
  */
-export async function createApp(env: Record<string, string | undefined> = process.env, opts: { logSink?: (line: string) => void } = {}): Promise<CreatedApp> {
+export async function createIdentityApp(
+  rootModule: Type<unknown> | DynamicModule = IdentityModule.forRoot(),
+  env: Record<string, string | undefined> = process.env,
+  opts: { logSink?: (line: string) => void } = {},
+): Promise<CreatedApp> {
   const config = loadConfig(env);
   const logger = new JsonLogger(config.logLevel, opts.logSink);
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), { bodyParser: false, logger, abortOnError: false });
+  const app = await IdpBootContext.run({ config, logger }, () =>
+    NestFactory.create<NestExpressApplication>(rootModule, { bodyParser: false, logger, abortOnError: false }),
+  );
+  const options = app.get<IdentityOptions>(IDENTITY_OPTIONS, { strict: false });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
@@ -38,8 +46,10 @@ export async function createApp(env: Record<string, string | undefined> = proces
   if (config.rateLimit) app.use(rateLimit(config));
   app.use(securityHeaders(config));
   app.use(cors(app.get(ClientsService)));
-  app.setBaseViewsDir(assetDir('views'));
+  // A theme's templates and assets come first; anything it does not replace is the built-in one.
+  app.setBaseViewsDir([...(options.theme?.views ? [options.theme.views] : []), assetDir('views')]);
   app.setViewEngine('ejs');
+  if (options.theme?.assets) app.useStaticAssets(options.theme.assets, { prefix: '/assets/', index: false, maxAge: '1h' });
   app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });
   // Form bodies for the protocol endpoints (flat: `extended: false` keeps values as strings, and a
   // repeated parameter becomes an array that FormBodyGuard refuses); JSON for the admin API only.
@@ -82,9 +92,9 @@ class GlobalErrorFilter implements ExceptionFilter {
   }
 }
 
-/** apps/idp/<name>, from the sources (tests) or from dist/ (npm start). */
+/** libs/identity/<name>, from the sources (tests) or from dist/ (npm start). */
 function assetDir(name: string): string {
-  const candidates = [join(__dirname, '..', name), join(__dirname, '..', '..', '..', '..', 'apps', 'idp', name)];
+  const candidates = [join(__dirname, '..', name), join(__dirname, '..', '..', '..', '..', 'libs', 'identity', name)];
   return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
