@@ -4,6 +4,7 @@ import { OAuthError, invalidRequest, invalidScope } from '@idp/core';
 import { Client, ClientsService, SCOPE_TOKEN } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { Api, ResourcesService } from '@idp/resources';
+import { ClaimsService } from '@idp/users';
 import { Interactions, type Interaction, type LoginCheck } from '@idp/session';
 import { S256_CHALLENGE } from './pkce';
 
@@ -49,7 +50,12 @@ const pageError = (description: string, hint?: string) => new OAuthError('invali
  */
 @Injectable()
 export class AuthorizeRequestGuard implements CanActivate {
-  constructor(private readonly clients: ClientsService, private readonly resources: ResourcesService, private readonly keys: KeysService) {}
+  constructor(
+    private readonly clients: ClientsService,
+    private readonly resources: ResourcesService,
+    private readonly keys: KeysService,
+    private readonly claims: ClaimsService,
+  ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<AuthorizeHttpRequest>();
@@ -148,7 +154,8 @@ export class AuthorizeRequestGuard implements CanActivate {
   }
 
   /**
-   * The scopes this request may get: OpenID Connect scopes and the API's own; anything else is
+   * The scopes this request may get: OpenID Connect scopes, the scopes of the claims providers
+   * (an extension's `@ClaimsProvider({ name: 'department' })`) and the API's own; anything else is
    * dropped (as Auth0 does). offline_access needs the refresh_token grant and an API allowing it.
    */
   private scopes(raw: string | undefined, client: Client, api?: Api): string[] {
@@ -159,7 +166,7 @@ export class AuthorizeRequestGuard implements CanActivate {
     const result = [...new Set(requested)].filter((s) => {
       if (allowedByClient && !allowedByClient.has(s) && s !== 'openid') return false;
       if (s === 'offline_access') return client.grant_types.includes('refresh_token') && (!api || api.allow_offline_access);
-      if (OIDC_SCOPES.includes(s)) return true;
+      if (OIDC_SCOPES.includes(s) || this.claims.scopes.includes(s)) return true;
       return !!api?.scopes.some((a) => a.value === s);
     });
     if (result.length === 0) throw invalidScope('none of the requested scopes is available to this client');

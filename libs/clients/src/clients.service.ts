@@ -17,10 +17,19 @@ export interface RegisterOptions {
   actor?: string;
 }
 
+const CLIENT_CACHE_MS = 5_000;
+const CLIENT_CACHE_MAX = 10_000;
+
 /** Registers and manages clients (RFC 7591 semantics); the only writer of the clients table. */
 @Injectable()
 export class ClientsService {
   private origins?: { at: number; set: Set<string> };
+  /**
+   * Clients by id, read on every token request: kept 5 s per replica. A change made through this
+   * service is seen at once here; on other replicas within 5 s (a rotated-out secret keeps working
+   * there that long at most).
+   */
+  private readonly cache = new Map<string, { at: number; client: (Client & { secret_hash: string | null }) | null }>();
 
   constructor(
     @InjectRepository(Client) private readonly clients: Repository<Client>,
@@ -46,7 +55,7 @@ export class ClientsService {
       updated_at: now,
     });
     await this.clients.insert(client);
-    this.origins = undefined;
+    this.changed(client.client_id);
     await this.events.emit('client.created', { clientId: client.client_id, actor: opts.actor });
     delete (client as Partial<Client>).secret_hash;
     return { client, secret };
@@ -74,7 +83,7 @@ export class ClientsService {
     }
     const patch = { ...this.columns(merged), secret_hash, updated_at: new Date() };
     await this.clients.update({ client_id: clientId }, patch);
-    this.origins = undefined;
+    this.changed(clientId);
     await this.events.emit('client.updated', { clientId, actor: opts.actor });
     const { secret_hash: _, ...visible } = patch;
     return { client: Object.assign(current, visible, { secret_hash: undefined }), secret };
@@ -88,6 +97,7 @@ export class ClientsService {
     }
     const secret = opts.secret ?? randomToken(32);
     await this.clients.update({ client_id: clientId }, { secret_hash: this.config.keyring.hashSecret(secret), updated_at: new Date() });
+    this.changed(clientId);
     await this.events.emit('client.secret_rotated', { clientId, actor: opts.actor });
     return { client, secret };
   }
@@ -95,7 +105,7 @@ export class ClientsService {
   async remove(clientId: string, actor?: string): Promise<void> {
     const res = await this.clients.delete({ client_id: clientId });
     if (!res.affected) throw new NotFoundException([`client ${clientId} not found`]);
-    this.origins = undefined;
+    this.changed(clientId);
     await this.events.emit('client.deleted', { clientId, actor });
   }
 
@@ -110,8 +120,11 @@ export class ClientsService {
     return this.origins.set;
   }
 
-  find(clientId: string): Promise<Client | null> {
-    return this.clients.findOne({ where: { client_id: clientId } });
+  /** The client (without its secret hash). */
+  async find(clientId: string): Promise<Client | null> {
+    const c = await this.findForAuthentication(clientId);
+    if (c) delete (c as Partial<Client> & { secret_hash?: unknown }).secret_hash;
+    return c;
   }
 
   async get(clientId: string): Promise<Client> {
@@ -121,10 +134,29 @@ export class ClientsService {
   }
 
   /** The client with its secret hash, for the authentication methods only. */
-  findForAuthentication(clientId: string): Promise<(Client & { secret_hash: string | null }) | null> {
+  async findForAuthentication(clientId: string): Promise<(Client & { secret_hash: string | null }) | null> {
     // Ids from a Basic header or an assertion's `sub`: PostgreSQL cannot compare U+0000 in text.
-    if (clientId.length > 128 || clientId.includes('\0')) return Promise.resolve(null);
-    return this.clients.createQueryBuilder('c').addSelect('c.secret_hash').where('c.client_id = :id', { id: clientId }).getOne();
+    if (clientId.length > 128 || clientId.includes('\0')) return null;
+    const hit = this.cache.get(clientId);
+    if (hit && Date.now() - hit.at < CLIENT_CACHE_MS) return hit.client ? this.clone(hit.client) : null;
+    const client = await this.clients.createQueryBuilder('c').addSelect('c.secret_hash').where('c.client_id = :id', { id: clientId }).getOne();
+    if (this.cache.size >= CLIENT_CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(clientId, { at: Date.now(), client });
+    return client ? this.clone(client) : null;
+  }
+
+  /** A copy callers may change (the cached row stays as it was read). */
+  private clone(c: Client & { secret_hash: string | null }): Client & { secret_hash: string | null } {
+    return Object.assign(Object.create(Client.prototype), c, {
+      redirect_uris: [...c.redirect_uris], post_logout_redirect_uris: [...c.post_logout_redirect_uris],
+      grant_types: [...c.grant_types], allowed_origins: [...c.allowed_origins],
+    });
+  }
+
+  /** Forgets what this replica cached about a client (after any change made here). */
+  private changed(clientId?: string): void {
+    this.origins = undefined;
+    if (clientId) this.cache.delete(clientId);
   }
 
   async list(req: PageRequest): Promise<Page<ClientView>> {

@@ -31,6 +31,8 @@ export interface LockState {
   dirty: boolean;
 }
 
+const CLEAN_CACHE_MS = 1_000;
+
 /** Counters forget failures older than this (a user who mistypes once a week never locks). */
 const FORGET_AFTER_S = 24 * 3600;
 
@@ -141,6 +143,7 @@ export class RedisLockoutStore implements LockoutStore {
 @Injectable()
 export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
+  private readonly clean = new Map<string, number>();
 
   constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
     this.store = config.redisUrl
@@ -173,13 +176,23 @@ export class LockoutService implements OnModuleDestroy {
   }
 
   async check(keys: LockKey[]): Promise<LockState> {
+    // Every token request checks its client's keys: a clean answer is kept a second per replica
+    // (a lock set on another replica is seen within that second; failures here clear it at once).
+    const id = keys.map((k) => k.key).join(' ');
+    const hit = this.clean.get(id);
+    if (hit && Date.now() - hit < CLEAN_CACHE_MS) return { retryAfter: 0, dirty: false };
     const { until, dirty } = await this.store.check(keys.map((k) => k.key));
+    if (!dirty && until <= Date.now()) {
+      if (this.clean.size >= 10_000) this.clean.clear();
+      this.clean.set(id, Date.now());
+    }
     const now = Date.now();
     return { retryAfter: until > now ? Math.ceil((until - now) / 1000) : 0, dirty };
   }
 
   /** Records one failure on every key; returns the seconds of the longest lock now in place (0 if none). */
   async fail(keys: LockKey[]): Promise<number> {
+    this.clean.clear();
     let longest = 0;
     for (const k of keys) longest = Math.max(longest, await this.store.fail(k.key, k.threshold, this.config.lockoutSeconds, this.config.lockoutMaxSeconds));
     return longest;

@@ -16,6 +16,29 @@ export function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/**
+ * stdout, written once per turn of the event loop instead of once per line: a write to a pipe is
+ * a system call, and a busy server logs a line per request. Flushed on exit.
+ */
+let pending: string[] = [];
+let scheduled = false;
+export function flushLogs(): void {
+  scheduled = false;
+  if (!pending.length) return;
+  const chunk = pending.join('\n') + '\n';
+  pending = [];
+  process.stdout.write(chunk);
+}
+function bufferedStdout(line: string): void {
+  pending.push(line);
+  if (pending.length >= 1000) return flushLogs();
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(flushLogs);
+  }
+}
+process.once('exit', flushLogs);
+
 /** Nest's start-up chatter (one line per module and route): debug, not info. */
 const QUIET = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory']);
 
@@ -26,7 +49,7 @@ const QUIET = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'Ne
  */
 export class JsonLogger implements LoggerService {
   private readonly min: number;
-  constructor(level: string = 'info', private readonly out: (line: string) => void = (l) => process.stdout.write(l + '\n')) {
+  constructor(level: string = 'info', private readonly out: (line: string) => void = bufferedStdout) {
     this.min = LEVELS[(level as Level) in LEVELS ? (level as Level) : 'info'];
   }
 

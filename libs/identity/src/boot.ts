@@ -1,6 +1,6 @@
 import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, ValidationPipe } from '@nestjs/common';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, isAbsolute, join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -47,8 +47,12 @@ export async function createIdentityApp(
   app.use(securityHeaders(config));
   app.use(cors(app.get(ClientsService)));
   // A theme's templates and assets come first; anything it does not replace is the built-in one.
-  app.setBaseViewsDir([...(options.theme?.views ? [options.theme.views] : []), assetDir('views')]);
+  const viewDirs = [...(options.theme?.views ? [options.theme.views] : []), assetDir('views')];
+  app.setBaseViewsDir(viewDirs);
   app.setViewEngine('ejs');
+  // EJS resolves an include next to the including file first, so a built-in page would keep the
+  // built-in partials/head.ejs even when the theme replaces it: look in the view folders first.
+  app.set('view options', { includer: (original: string, resolved: string) => ({ filename: themedInclude(viewDirs, original) ?? resolved }) });
   if (options.theme?.assets) app.useStaticAssets(options.theme.assets, { prefix: '/assets/', index: false, maxAge: '1h' });
   app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });
   // Form bodies for the protocol endpoints (flat: `extended: false` keeps values as strings, and a
@@ -73,7 +77,22 @@ export async function createIdentityApp(
       .build(),
   );
   app.use('/admin/openapi.json', (req: Request, res: Response, next: NextFunction) => (req.method === 'GET' ? res.json(document) : next()));
+  // Initialize now (registries, lifecycle hooks), so that a broken extension, such as two
+  // providers claiming one name, fails here rather than at listen().
+  try {
+    await app.init();
+  } catch (err) {
+    await app.close().catch(() => undefined);
+    throw err;
+  }
   return { app, config, logger };
+}
+
+/** A relative include (`partials/head`) from the first view folder that has it (the theme's, then the built-in one). */
+function themedInclude(viewDirs: string[], include: string): string | undefined {
+  if (isAbsolute(include)) return undefined;
+  const file = extname(include) ? include : `${include}.ejs`;
+  return viewDirs.map((dir) => join(dir, file)).find((candidate) => existsSync(candidate));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
+import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, webcrypto } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
 import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, SignJWT, decodeProtectedHeader, errors as joseErrors } from 'jose';
@@ -17,6 +17,12 @@ interface LoadedKey {
   publicJwk: Record<string, unknown>;
   publicKey: KeyObject;
   privateKey?: KeyObject;
+  /**
+   * The same keys as WebCrypto CryptoKeys, imported once: jose signs and verifies with them
+   * through crypto.subtle, which runs RSA and ECDSA on libuv's thread pool instead of the event loop.
+   */
+  signKey?: CryptoKey;
+  verifyKey: CryptoKey;
   createdAt: Date;
   publishUntil: Date | null;
 }
@@ -30,6 +36,13 @@ export interface KeyView {
 }
 
 const genKeyPair = promisify(generateKeyPair);
+
+/** WebCrypto parameters of each signing algorithm. */
+const WEBCRYPTO: Record<SigningAlg, RsaHashedImportParams | EcKeyImportParams | Algorithm> = {
+  RS256: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+  ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+  EdDSA: { name: 'Ed25519' },
+};
 const RELOAD_MS = 30_000;
 
 /**
@@ -79,18 +92,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     for (const row of rows) {
       if (row.status === 'previous' && row.publish_until && row.publish_until.getTime() < Date.now()) continue;
       const known = this.keys.get(row.kid);
-      const loaded: LoadedKey = known
-        ? { ...known, status: row.status, publishUntil: row.publish_until }
-        : {
-            kid: row.kid,
-            alg: row.alg as SigningAlg,
-            status: row.status,
-            publicJwk: row.public_jwk,
-            publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
-            privateKey: createPrivateKey({ key: JSON.parse(this.unseal(row)), format: 'jwk' }),
-            createdAt: row.created_at,
-            publishUntil: row.publish_until,
-          };
+      const loaded: LoadedKey = known ? { ...known, status: row.status, publishUntil: row.publish_until } : await this.load(row);
       next.set(row.kid, loaded);
       // The newest key marked current wins (two replicas booting at once may both create one).
       if (row.status === 'current' && !current) current = loaded;
@@ -98,6 +100,26 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     this.keys = next;
     this.currentKid = current?.kid;
     this.jwksCache = undefined;
+  }
+
+  /** Unseals and parses a key once, as KeyObjects and as CryptoKeys. */
+  private async load(row: SigningKey): Promise<LoadedKey> {
+    const alg = row.alg as SigningAlg;
+    const privateJwk = JSON.parse(this.unseal(row)) as JsonWebKey;
+    const { kid: _k, alg: _a, use: _u, ...publicJwk } = row.public_jwk as JsonWebKey & { kid?: string; use?: string };
+    const params = WEBCRYPTO[alg];
+    return {
+      kid: row.kid,
+      alg,
+      status: row.status,
+      publicJwk: row.public_jwk,
+      publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
+      privateKey: createPrivateKey({ key: privateJwk as never, format: 'jwk' }),
+      signKey: await webcrypto.subtle.importKey('jwk', privateJwk, params, false, ['sign']),
+      verifyKey: await webcrypto.subtle.importKey('jwk', publicJwk, params, true, ['verify']),
+      createdAt: row.created_at,
+      publishUntil: row.publish_until,
+    };
   }
 
   private unseal(row: SigningKey): string {
@@ -165,14 +187,14 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
 
   current(): LoadedKey {
     const k = this.currentKid ? this.keys.get(this.currentKid) : undefined;
-    if (!k || !k.privateKey) throw new Error('no current signing key');
+    if (!k || !k.signKey) throw new Error('no current signing key');
     return k;
   }
 
   /** Signs a JWT with the current key; `typ` goes in the protected header (e.g. `at+jwt`, RFC 9068). */
   async sign(claims: JWTPayload, opts: { typ?: string } = {}): Promise<string> {
     const k = this.current();
-    return new SignJWT(claims).setProtectedHeader({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) }).sign(k.privateKey!);
+    return new SignJWT(claims).setProtectedHeader({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) }).sign(k.signKey!);
   }
 
   /**
@@ -193,7 +215,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     }
     if (!key) throw new joseErrors.JWKSNoMatchingKey();
     if (key.status === 'previous' && key.publishUntil && key.publishUntil.getTime() < Date.now()) throw new joseErrors.JWKSNoMatchingKey();
-    return jwtVerify(jwt, key.publicKey, {
+    return jwtVerify(jwt, key.verifyKey, {
       issuer: this.config.issuer,
       algorithms: [key.alg],
       typ: opts.typ,
@@ -216,7 +238,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     }
     const key = kid ? this.keys.get(kid) : undefined;
     if (!key) throw new joseErrors.JWKSNoMatchingKey();
-    const { payload } = await compactVerify(jwt, key.publicKey, { algorithms: [key.alg] });
+    const { payload } = await compactVerify(jwt, key.verifyKey, { algorithms: [key.alg] });
     const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload;
     if (claims.iss !== this.config.issuer) throw new joseErrors.JWTClaimValidationFailed('unexpected iss', claims, 'iss');
     return claims;

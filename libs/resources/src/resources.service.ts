@@ -17,9 +17,16 @@ export const ADMIN_SCOPES: ApiScope[] = [
   ['read:audit_events', 'Read audit events'],
 ].map(([value, description]) => ({ value, description }));
 
+const CACHE_MS = 5_000;
+const CACHE_MAX = 10_000;
+
 /** APIs (resource servers) and client grants: who may get tokens for which audience. */
 @Injectable()
 export class ResourcesService implements OnModuleInit {
+  /** Read on every token request; kept 5 s per replica, dropped on any change made here. */
+  private readonly apiCache = new Map<string, { at: number; api: Api | null }>();
+  private readonly grantCache = new Map<string, { at: number; grant: ClientGrant | null }>();
+
   constructor(
     @InjectRepository(Api) private readonly apis: Repository<Api>,
     @InjectRepository(ClientGrant) private readonly grants: Repository<ClientGrant>,
@@ -47,6 +54,7 @@ export class ResourcesService implements OnModuleInit {
       const scopes = this.adminScopes;
       if (existing.identifier !== this.config.adminAudience || JSON.stringify(scopes) !== JSON.stringify(existing.scopes)) {
         await this.apis.update({ id: existing.id }, { identifier: this.config.adminAudience, scopes, updated_at: now });
+        this.changed();
         Object.assign(existing, { identifier: this.config.adminAudience, scopes });
       }
       return existing;
@@ -81,6 +89,7 @@ export class ResourcesService implements OnModuleInit {
       if (isUniqueViolation(err)) throw new ConflictException([`identifier ${dto.identifier} is already registered`]);
       throw err;
     }
+    this.changed();
     await this.events.emit('api.created', { apiId: api.id, identifier: api.identifier, actor });
     return api;
   }
@@ -97,6 +106,7 @@ export class ResourcesService implements OnModuleInit {
     if (dto.token_lifetime !== undefined) patch.token_lifetime = dto.token_lifetime;
     if (dto.allow_offline_access !== undefined) patch.allow_offline_access = dto.allow_offline_access;
     await this.apis.update({ id }, patch);
+    this.changed();
     await this.events.emit('api.updated', { apiId: id, identifier: api.identifier, actor });
     return Object.assign(api, patch);
   }
@@ -105,6 +115,7 @@ export class ResourcesService implements OnModuleInit {
     const api = await this.getApi(id);
     if (api.is_system) throw new ConflictException(['the admin API cannot be deleted']);
     await this.apis.delete({ id });
+    this.changed();
     await this.events.emit('api.deleted', { apiId: id, identifier: api.identifier, actor });
   }
 
@@ -114,9 +125,20 @@ export class ResourcesService implements OnModuleInit {
     return api;
   }
 
-  findByIdentifier(identifier: string): Promise<Api | null> {
-    if (identifier.length > 512) return Promise.resolve(null);
-    return this.apis.findOne({ where: { identifier } });
+  /** The API with this identifier (cached 5 s per replica; changes made here are seen at once). */
+  async findByIdentifier(identifier: string): Promise<Api | null> {
+    if (identifier.length > 512 || identifier.includes('\0')) return null;
+    const hit = this.apiCache.get(identifier);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.api;
+    const api = await this.apis.findOne({ where: { identifier } });
+    if (this.apiCache.size >= CACHE_MAX) this.apiCache.clear();
+    this.apiCache.set(identifier, { at: Date.now(), api });
+    return api;
+  }
+
+  private changed(): void {
+    this.apiCache.clear();
+    this.grantCache.clear();
   }
 
   async listApis(req: PageRequest): Promise<Page<ApiView>> {
@@ -149,6 +171,7 @@ export class ResourcesService implements OnModuleInit {
       if (isUniqueViolation(err)) throw new ConflictException([`client ${dto.client_id} already has a grant for ${dto.audience}`]);
       throw err;
     }
+    this.changed();
     await this.events.emit('client_grant.created', { grantId: grant.id, clientId: grant.client_id, audience: api.identifier, actor });
     return ClientGrantView.of(grant, api.identifier);
   }
@@ -157,6 +180,7 @@ export class ResourcesService implements OnModuleInit {
     const grant = id.length <= 36 ? await this.grants.findOne({ where: { id }, relations: { api: true } }) : null;
     if (!grant) throw new NotFoundException([`client grant ${id} not found`]);
     await this.grants.delete({ id });
+    this.changed();
     await this.events.emit('client_grant.deleted', { grantId: id, clientId: grant.client_id, audience: grant.api!.identifier, actor });
   }
 
@@ -170,7 +194,14 @@ export class ResourcesService implements OnModuleInit {
   async grantFor(clientId: string, audience: string): Promise<{ api: Api; scope: string[] } | null> {
     const api = await this.findByIdentifier(audience);
     if (!api) return null;
-    const grant = await this.grants.findOne({ where: { client_id: clientId, api_id: api.id } });
+    const key = `${clientId}\n${api.id}`;
+    let hit = this.grantCache.get(key);
+    if (!hit || Date.now() - hit.at >= CACHE_MS) {
+      hit = { at: Date.now(), grant: await this.grants.findOne({ where: { client_id: clientId, api_id: api.id } }) };
+      if (this.grantCache.size >= CACHE_MAX) this.grantCache.clear();
+      this.grantCache.set(key, hit);
+    }
+    const grant = hit.grant;
     if (!grant) return null;
     return { api, scope: grant.scope.filter((s) => api.scopes.some((a) => a.value === s)) };
   }
@@ -181,6 +212,7 @@ export class ResourcesService implements OnModuleInit {
     const existing = await this.grants.findOne({ where: { client_id: clientId, api_id: api.id } });
     if (existing) {
       await this.grants.update({ id: existing.id }, { scope });
+      this.changed();
       return;
     }
     try {
@@ -188,6 +220,7 @@ export class ResourcesService implements OnModuleInit {
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
     }
+    this.changed();
   }
 
   private checkScopes(scopes: ApiScope[]): void {

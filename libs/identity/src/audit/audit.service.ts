@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, OnModuleInit } from '@nestjs/common';
+import { BadRequestException, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { FindOptionsWhere, LessThan, MoreThanOrEqual, Repository } from 'typeorm';
 import { IdpEventName, IdpEvents, JsonLogger, Page, PageRequest, RequestContext, toPage, uuidv7 } from '@idp/core';
@@ -27,7 +27,11 @@ export interface AuditView {
 
 /** Writes security events to the audit_events table and to the log; reads them for the admin API. */
 @Injectable()
-export class AuditService implements OnModuleInit {
+export class AuditService implements OnModuleInit, OnModuleDestroy {
+  private buffer: AuditEvent[] = [];
+  private timer?: NodeJS.Timeout;
+  private writing: Promise<void> = Promise.resolve();
+
   constructor(@InjectRepository(AuditEvent) private readonly events: Repository<AuditEvent>, private readonly bus: IdpEvents, private readonly logger: JsonLogger) {}
 
   onModuleInit(): void {
@@ -43,10 +47,37 @@ export class AuditService implements OnModuleInit {
       ip: (ip ?? ctx?.ip ?? null)?.slice(0, 64) ?? null, request_id: ctx?.requestId ?? null, data: rest,
     };
     this.logger.write('info', 'audit', { event: type, user_id: row.user_id, client_id: row.client_id, actor: row.actor, ip: row.ip, request_id: row.request_id, data: rest });
-    await this.events.insert(row);
+    // Written in batches (one INSERT per 50 ms or 200 events), not one write per token issued.
+    this.buffer.push(row);
+    if (this.buffer.length >= 200) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), 50);
+  }
+
+  /** Writes the buffered events; a failed write is logged and its events kept for the next try. */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.buffer.length) return this.writing;
+    const rows = this.buffer.splice(0);
+    const previous = this.writing;
+    this.writing = (async () => {
+      await previous;
+      try {
+        await this.events.insert(rows);
+      } catch (err) {
+        this.logger.write('error', `audit write failed: ${(err as Error).message}`, { events: rows.length });
+        if (this.buffer.length < 10_000) this.buffer.unshift(...rows);
+      }
+    })();
+    return this.writing;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.flush();
   }
 
   async list(req: PageRequest, filter: { type?: string; userId?: string; clientId?: string; since?: Date }): Promise<Page<AuditView>> {
+    await this.flush();
     const where: FindOptionsWhere<AuditEvent> = {};
     if (req.after) where.id = LessThan(req.after);
     if (filter.type) where.type = filter.type;
