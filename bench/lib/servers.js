@@ -1,0 +1,189 @@
+'use strict';
+// Starting and stopping the measured servers as child processes, and reading their CPU time and
+// RSS from /proc (process.cpuUsage only covers the calling process).
+const { spawn } = require('node:child_process');
+const { createWriteStream, readFileSync, readdirSync, writeFileSync } = require('node:fs');
+const { createServer } = require('node:net');
+const { join } = require('node:path');
+const { request } = require('undici');
+
+const ROOT = join(__dirname, '..', '..');
+const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s on every common kernel config
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields after "pid (comm) ": state=0 … utime=11, stime=12
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** CPU seconds the whole machine spent busy (all cores; /proc/stat minus idle and iowait). */
+function machineBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - f[3] - f[4]) / CLK_TCK;
+}
+
+/** CPU seconds of every `postgres` process on the machine (the database server's share of a PostgreSQL run). */
+function postgresCpuSeconds() {
+  let sum = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sum += (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    } catch {
+      /* gone */
+    }
+  }
+  return sum;
+}
+
+/** Resident set size in MiB. */
+function rssMiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function waitHttp(url, proc, timeoutMs = 60_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode} before it was ready`);
+    try {
+      const res = await request(url);
+      await res.body.dump();
+      if (res.statusCode === 200) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms`);
+}
+
+let nice;
+/**
+ * Every process started from now on runs under `nice -n value` (all its threads). With the
+ * kernel's autogroup scheduling (sched_autogroup_enabled = 1) nice only weighs within a session's
+ * group, so the whole group of this process (the harness and its children) gets that nice too.
+ */
+function setNice(value) {
+  nice = value;
+  try {
+    writeFileSync('/proc/self/autogroup', String(value));
+  } catch {
+    /* no autogroup scheduling here */
+  }
+}
+
+/** [command, args] to run `node …args`, under nice when set. */
+function command(args) {
+  return nice === undefined ? [process.execPath, args] : ['nice', ['-n', String(nice), process.execPath, ...args]];
+}
+
+/**
+ * A server child process. `kind`: 'ours' | 'oidc-provider' | 'ceiling'. Output goes to `logFile`.
+ */
+class ServerProcess {
+  constructor({ name, kind, args, env, readyUrl, logFile, cwd = ROOT }) {
+    Object.assign(this, { name, kind, args, env, readyUrl, logFile, cwd });
+  }
+
+  async start() {
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    this.proc = spawn(...command(this.args), { cwd: this.cwd, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout.pipe(log);
+    this.proc.stderr.pipe(log);
+    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    try {
+      await waitHttp(this.readyUrl, this.proc);
+    } catch (err) {
+      await new Promise((r) => setTimeout(r, 200));
+      let tail = '';
+      try {
+        tail = readFileSync(this.logFile, 'utf8').split('\n').slice(-20).join('\n');
+      } catch {
+        /* none */
+      }
+      throw new Error(`${this.name}: ${err.message}\n--- ${this.logFile} ---\n${tail}`);
+    }
+    return this;
+  }
+
+  get pid() {
+    return this.proc.pid;
+  }
+
+  cpu() {
+    return cpuSeconds(this.pid);
+  }
+
+  rss() {
+    return rssMiB(this.pid);
+  }
+
+  async stop() {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode) return;
+    this.proc.kill('SIGTERM');
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+function randomSecret(n = 48) {
+  return require('node:crypto').randomBytes(n).toString('base64url').slice(0, n);
+}
+
+/** Our server: node dist/apps/idp/src/main.js, production mode, rate limits off. */
+async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort }) {
+  const port = fixedPort ?? (await freePort());
+  const issuer = `http://127.0.0.1:${port}`;
+  const env = {
+    PATH: process.env.PATH, HOME: process.env.HOME, TZ: process.env.TZ ?? 'UTC',
+    NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: databaseUrl,
+    IDP_SECRET_KEY: secretKey, IDP_ADMIN_CLIENT_ID: admin.id, IDP_ADMIN_CLIENT_SECRET: admin.secret,
+    IDP_RATE_LIMIT: 'off', LOG_LEVEL: 'warn', IDP_LOCKOUT_THRESHOLD: '1000', IDP_LOCKOUT_IP_THRESHOLD: '100000',
+    ...extraEnv,
+  };
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  s.issuer = issuer;
+  s.port = port;
+  return s.start();
+}
+
+async function oidcProvider({ name, logFile, config }) {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'production', BENCH_OIDC: JSON.stringify({ ...config, port, issuer }) };
+  const s = new ServerProcess({ name, kind: 'oidc-provider', args: ['bench/oidc-provider-server.mjs'], env, readyUrl: `${issuer}/.well-known/openid-configuration`, logFile });
+  s.issuer = issuer;
+  s.port = port;
+  return s.start();
+}
+
+async function ceiling({ name, logFile, audience }) {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'production', BENCH_CEILING: JSON.stringify({ port, issuer, audience }) };
+  const s = new ServerProcess({ name, kind: 'ceiling', args: ['bench/ceiling-server.mjs'], env, readyUrl: `${issuer}/.well-known/openid-configuration`, logFile });
+  s.issuer = issuer;
+  s.port = port;
+  return s.start();
+}
+
+module.exports = { setNice, command, ROOT, freePort, cpuSeconds, machineBusySeconds, postgresCpuSeconds, rssMiB, ServerProcess, ours, oidcProvider, ceiling, randomSecret };

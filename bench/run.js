@@ -1,0 +1,445 @@
+'use strict';
+// `npm run bench`: our server (SQLite; and PostgreSQL with BENCH_DATABASE_URL) against
+// oidc-provider and a bare node:http + jose ceiling, same load generator, workloads alternated
+// A B A B. `npm run bench -- --scale`: our server on an empty database against the same on a
+// seeded one. `npm run bench -- --profile`: CPU profiles of our server. See bench/README.md.
+const { spawn, execSync } = require('node:child_process');
+const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { performance } = require('node:perf_hooks');
+const servers = require('./lib/servers');
+const { setupOurs, oidcConfig, describeRemote } = require('./lib/setup');
+const report = require('./lib/report');
+
+const ALL = ['client_credentials', 'code', 'refresh', 'userinfo', 'introspection', 'login'];
+const SUPPORTS = {
+  ours: new Set(ALL),
+  'oidc-provider': new Set(['client_credentials', 'code', 'refresh', 'userinfo', 'introspection']),
+  ceiling: new Set(['client_credentials']),
+};
+
+function options() {
+  const argv = process.argv.slice(2);
+  const flag = (name) => argv.includes(`--${name}`);
+  const value = (name, env, dflt) => {
+    const i = argv.indexOf(`--${name}`);
+    if (i >= 0 && argv[i + 1] !== undefined) return argv[i + 1];
+    const eq = argv.find((a) => a.startsWith(`--${name}=`));
+    if (eq) return eq.slice(name.length + 3);
+    return process.env[env] ?? dflt;
+  };
+  const o = {
+    duration: Number(value('duration', 'BENCH_DURATION', 10)),
+    warmup: Number(value('warmup', 'BENCH_WARMUP', 2)),
+    concurrency: Number(value('concurrency', 'BENCH_CONCURRENCY', 16)),
+    rounds: Number(value('rounds', 'BENCH_ROUNDS', 2)),
+    workloads: String(value('workloads', 'BENCH_WORKLOADS', ALL.join(','))).split(',').map((s) => s.trim()).filter(Boolean),
+    databaseUrl: value('database-url', 'BENCH_DATABASE_URL', ''),
+    scale: flag('scale'),
+    profile: flag('profile'),
+    build: !flag('no-build'),
+    // Another checkout of the server (e.g. a baseline commit): its dist/ is built and run instead.
+    serverDir: require('node:path').resolve(value('server-dir', 'BENCH_SERVER_DIR', servers.ROOT)),
+    keep: flag('keep'),
+    // Base name of the result files in bench/results/ (default latest, scale).
+    out: value('out', 'BENCH_OUT', ''),
+    oidcAdapter: value('oidc-adapter', 'BENCH_OIDC_ADAPTER', 'map'),
+    // Before each run, wait (up to quietWait s) until other processes use less than quietCpu % of a core.
+    quietWait: Number(value('quiet-wait', 'BENCH_QUIET_WAIT', 60)),
+    quietCpu: Number(value('quiet-cpu', 'BENCH_QUIET_CPU', 25)),
+    // On a shared machine: run the servers and the load generator at this nice value (negative needs root).
+    nice: value('nice', 'BENCH_NICE', undefined),
+    seed: {
+      users: Number(value('users', 'BENCH_SEED_USERS', 100_000)),
+      clients: Number(value('clients', 'BENCH_SEED_CLIENTS', 10_000)),
+      refreshTokens: Number(value('refresh-tokens', 'BENCH_SEED_REFRESH_TOKENS', 1_000_000)),
+      consents: Number(value('consents', 'BENCH_SEED_CONSENTS', 1_000_000)),
+    },
+  };
+  for (const w of o.workloads) if (!ALL.includes(w)) throw new Error(`unknown workload ${w} (known: ${ALL.join(', ')})`);
+  for (const k of ['duration', 'warmup', 'concurrency', 'rounds']) if (!(o[k] >= 0) || (k !== 'warmup' && !(o[k] > 0))) throw new Error(`bad --${k}`);
+  return o;
+}
+
+const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
+
+/** Forks the load generator; samples the server's CPU and RSS over the measured window. */
+function runWorker(spec, server) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(...servers.command([join(__dirname, 'load.js')]), { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let done = false;
+    let cpu0;
+    let wall0;
+    let timer;
+    let serverCpu = NaN;
+    let from;
+    let to;
+    let busy0;
+    let machineCpu = NaN;
+    let pg0;
+    let dbCpu;
+    const rss = [];
+    const sample = () => {
+      try {
+        rss.push(server.rss());
+      } catch {
+        /* exited */
+      }
+    };
+    child.on('message', (m) => {
+      if (m.type === 'phase' && m.phase === 'measure') {
+        from = Number(process.hrtime.bigint() / 1000n);
+        busy0 = servers.machineBusySeconds();
+        if (server.postgres) pg0 = servers.postgresCpuSeconds();
+        cpu0 = server.cpu();
+        wall0 = performance.now();
+        sample();
+        timer = setInterval(sample, 250);
+      } else if (m.type === 'phase' && m.phase === 'end') {
+        clearInterval(timer);
+        to = Number(process.hrtime.bigint() / 1000n);
+        const secs = (performance.now() - wall0) / 1000;
+        serverCpu = ((server.cpu() - cpu0) / secs) * 100;
+        machineCpu = ((servers.machineBusySeconds() - busy0) / secs) * 100;
+        if (server.postgres) dbCpu = ((servers.postgresCpuSeconds() - pg0) / secs) * 100;
+        sample();
+      } else if (m.type === 'result') {
+        done = true;
+        clearInterval(timer);
+        resolve({ ...m, serverCpu, dbCpu, otherCpu: machineCpu - serverCpu - (m.genCpu ?? 0) - (dbCpu ?? 0), window: { from, to }, rssMax: rss.length ? Math.max(...rss) : server.rss(), rssSamples: rss.length });
+      } else if (m.type === 'error') {
+        done = true;
+        clearInterval(timer);
+        reject(new Error(`load generator (${spec.workload} on ${server.name}): ${m.message}`));
+      }
+    });
+    child.on('exit', (code) => {
+      clearInterval(timer);
+      if (!done) reject(new Error(`load generator exited with ${code}`));
+    });
+    child.send(spec);
+  });
+}
+
+/** Waits until the machine is quiet (other processes' CPU below `cpu` % of a core), at most `maxS` seconds. */
+async function waitQuiet(maxS, cpu) {
+  const until = Date.now() + maxS * 1000;
+  let said = false;
+  for (;;) {
+    const b0 = servers.machineBusySeconds();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const busy = ((servers.machineBusySeconds() - b0) / ((performance.now() - t0) / 1000)) * 100;
+    if (busy < cpu) return;
+    if (Date.now() >= until) {
+      log(`  (machine still busy: ${busy.toFixed(0)} % of a core used by other processes; measuring anyway)`);
+      return;
+    }
+    if (!said) log(`  (waiting for other processes to calm down: ${busy.toFixed(0)} % of a core busy)`);
+    said = true;
+  }
+}
+
+class Bench {
+  constructor(o) {
+    this.o = o;
+    this.tmp = mkdtempSync(join(tmpdir(), 'idp-bench-'));
+    this.procs = [];
+    this.cleanups = [];
+  }
+
+  async startOurs(name, databaseUrl, extra = {}) {
+    const admin = extra.admin ?? { id: 'bench-admin', secret: servers.randomSecret(40) };
+    const secretKey = extra.secretKey ?? servers.randomSecret(48);
+    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, serverDir: this.o.serverDir, port: extra.port });
+    this.procs.push(s);
+    s.admin = admin;
+    s.secretKey = secretKey;
+    s.databaseUrl = databaseUrl;
+    s.postgres = databaseUrl.startsWith('postgres');
+    return s;
+  }
+
+  async stop(s) {
+    await s.stop();
+    this.procs = this.procs.filter((p) => p !== s);
+  }
+
+  async pgSchema(tag) {
+    const { Client } = require('pg');
+    const schema = `bench_${tag}_${Date.now().toString(36)}`;
+    const c = new Client({ connectionString: this.o.databaseUrl });
+    await c.connect();
+    await c.query(`CREATE SCHEMA ${schema}`);
+    await c.end();
+    if (!this.o.keep) {
+      this.cleanups.push(async () => {
+        const d = new Client({ connectionString: this.o.databaseUrl });
+        await d.connect();
+        await d.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        await d.end();
+      });
+    }
+    const u = new URL(this.o.databaseUrl);
+    u.searchParams.set('schema', schema);
+    return { url: u.toString(), schema };
+  }
+
+  /** One target = a running server + the description the load generator needs + its sessions. */
+  async target(server, t) {
+    const target = { server, name: server.name, kind: server.kind, t: { ...t, kind: server.kind }, sessions: [] };
+    if (server.kind !== 'ceiling') {
+      const r = await runWorker({ mode: 'prepare', target: target.t, concurrency: this.o.concurrency }, server);
+      target.sessions = r.sessions;
+    }
+    return target;
+  }
+
+  /** Each workload: rounds × every target that supports it, in turn (A B A B). */
+  async measure(targets) {
+    const o = this.o;
+    const runs = [];
+    for (const workload of o.workloads) {
+      const here = targets.filter((x) => SUPPORTS[x.kind].has(workload));
+      for (let round = 1; round <= o.rounds; round++) {
+        for (const x of here) {
+          if (o.quietWait > 0) await waitQuiet(o.quietWait, o.quietCpu);
+          const r = await runWorker({
+            mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup,
+          }, x.server);
+          const fails = r.failures.measured + r.failures.warmup + r.failures.setup;
+          log(`  ${workload.padEnd(18)} ${x.name.padEnd(22)} round ${round}: ${report.f0(r.units / r.seconds).padStart(7)} ${report.UNIT[workload].padEnd(8)} failures ${fails}, verified ${r.verify.checked}/${r.verify.issued}${r.verify.failed ? ` (${r.verify.failed} BAD)` : ''}, CPU ${report.f0(r.serverCpu)} %${r.dbCpu !== undefined ? ` (+ PostgreSQL ${report.f0(r.dbCpu)} %)` : ''}, load gen CPU ${report.f0(r.genCpu)} %, other processes ${report.f0(r.otherCpu)} %`);
+          runs.push({ workload, target: x.name, round, ...r });
+        }
+      }
+    }
+    return runs;
+  }
+
+  async close() {
+    for (const s of [...this.procs].reverse()) await s.stop().catch(() => {});
+    for (const c of this.cleanups) await c().catch((e) => log(`cleanup: ${e.message}`));
+    if (!this.o.keep) rmSync(this.tmp, { recursive: true, force: true });
+    else log(`kept ${this.tmp}`);
+  }
+}
+
+function summaries(runs, workloads, names) {
+  const out = [];
+  for (const w of workloads) {
+    for (const n of names) {
+      const rs = runs.filter((r) => r.workload === w && r.target === n);
+      if (rs.length) out.push(report.summarize(w, n, rs));
+    }
+  }
+  return out;
+}
+
+function write(base, data, md) {
+  const dir = join(__dirname, 'results');
+  mkdirSync(dir, { recursive: true });
+  // No latency arrays (the percentiles are there) and no database URL (it may carry a password).
+  const slim = JSON.stringify(data, (k, v) => (k === 'latencies' ? undefined : k === 'databaseUrl' ? (v ? 'set' : '') : v), 2);
+  writeFileSync(join(dir, `${base}.json`), `${slim}\n`);
+  writeFileSync(join(dir, `${base}.md`), `${md}\n`);
+  log(`\nwrote bench/results/${base}.json and bench/results/${base}.md`);
+}
+
+function header(title, o, m, command) {
+  return [
+    `# ${title}`,
+    '',
+    `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${command}\` · ${o.duration} s per run after ${o.warmup} s warm-up, ${o.concurrency} concurrent, ${o.rounds} rounds alternated${o.nice !== undefined ? `, servers and load generator at nice ${o.nice}` : ''}`,
+    '',
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, ${m.os}, Node.js ${m.node}; idp ${m.commit}; oidc-provider ${m.oidcProvider}; jose ${m.jose}.`,
+  ].join('\n');
+}
+
+function commandLine() {
+  const args = process.argv.slice(2);
+  const env = Object.keys(process.env).filter((k) => k.startsWith('BENCH_') && k !== 'BENCH_DATABASE_URL').map((k) => `${k}=${process.env[k]}`);
+  if (process.env.BENCH_DATABASE_URL) env.push('BENCH_DATABASE_URL=…');
+  return `${env.length ? `${env.join(' ')} ` : ''}npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
+}
+
+async function compare(b) {
+  const o = b.o;
+  log('starting our server on SQLite …');
+  const sqlite = await b.startOurs('ours (SQLite)', `sqlite:${join(b.tmp, 'ours.sqlite')}`);
+  const t = await setupOurs(sqlite.issuer, sqlite.admin);
+  const started = [[sqlite, t]];
+  if (o.databaseUrl) {
+    log('starting our server on PostgreSQL …');
+    const { url } = await b.pgSchema('cmp');
+    const pg = await b.startOurs('ours (PostgreSQL)', url);
+    started.push([pg, await setupOurs(pg.issuer, pg.admin)]);
+  }
+  log('starting oidc-provider and the ceiling …');
+  const op = await servers.oidcProvider({ name: 'oidc-provider', logFile: join(b.tmp, 'oidc-provider.log'), config: oidcConfig(t, o.oidcAdapter) });
+  b.procs.push(op);
+  started.push([op, await describeRemote(op.issuer, t)]);
+  const ceil = await servers.ceiling({ name: 'ceiling (http+jose)', logFile: join(b.tmp, 'ceiling.log'), audience: t.api.identifier });
+  b.procs.push(ceil);
+  started.push([ceil, await describeRemote(ceil.issuer, t)]);
+
+  log('establishing browser sessions …');
+  const targets = [];
+  for (const [s, d] of started) targets.push(await b.target(s, d));
+  log('measuring …');
+  const runs = await b.measure(targets);
+
+  const names = targets.map((x) => x.name);
+  const sums = summaries(runs, o.workloads, names);
+  const ratio = (s, all) => {
+    if (s.target.startsWith('ceiling')) {
+      const ours = all.filter((x) => x.workload === s.workload && x.target.startsWith('ours'));
+      return ours.map((x) => `${x.target.replace(/^ours \((.*)\)$/, '$1')} = ${report.f0((100 * x.rate) / s.rate)} % of it`).join(', ');
+    }
+    if (!s.target.startsWith('ours')) return '';
+    const ref = all.find((x) => x.workload === s.workload && x.target === 'oidc-provider');
+    return ref ? `${(s.rate / ref.rate).toFixed(2)} ×` : 'ours only';
+  };
+  const tbl = report.table(sums, ratio, 'ours / oidc-provider');
+  const m = report.machine(o.serverDir);
+  const v = report.verifyLine(sums);
+  const notes = report.failureNotes(sums);
+  const cmd = commandLine();
+  const md = [
+    header('Benchmark: idp vs oidc-provider', o, m, cmd),
+    '',
+    report.markdownTable(tbl),
+    '',
+    `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; load gen: the load generator process; others: the rest of the machine (the worst round), which should be near 0 for a clean run. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
+    ...(notes.length ? ['', 'Failures:', ...notes] : []),
+    '',
+    'Token contents (the first token of each kind):',
+    ...report.tokenNotes(sums),
+  ].join('\n');
+  log(`\n${report.consoleTable(tbl)}\n`);
+  log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
+  if (notes.length) log(notes.join('\n'));
+  write(o.out || 'latest', { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);
+}
+
+async function scale(b) {
+  const o = b.o;
+  const { seedSqlite, seedPostgres } = require('./seed');
+  const pairs = [['SQLite', (tag) => ({ url: `sqlite:${join(b.tmp, `${tag}.sqlite`)}` })]];
+  if (o.databaseUrl) pairs.push(['PostgreSQL', (tag) => b.pgSchema(tag)]);
+  const started = [];
+  for (const [db, make] of pairs) {
+    for (const seeded of [false, true]) {
+      const tag = seeded ? 'seeded' : 'empty';
+      const name = `ours ${db} ${tag}`;
+      const { url, schema } = await make(tag);
+      log(`starting ${name} …`);
+      let s = await b.startOurs(name, url);
+      const t = await setupOurs(s.issuer, s.admin);
+      if (seeded) {
+        await b.stop(s);
+        const t0 = performance.now();
+        log(`seeding ${db}: ${o.seed.users} users, ${o.seed.clients} clients, ${o.seed.refreshTokens} refresh tokens, ${o.seed.consents} consents …`);
+        const counts = await (db === 'SQLite' ? seedSqlite(url.slice('sqlite:'.length), o.seed, s.secretKey) : seedPostgres(o.databaseUrl, schema, o.seed, s.secretKey));
+        log(`  seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(counts)}`);
+        s = await b.startOurs(name, url, { admin: s.admin, secretKey: s.secretKey, port: s.port });
+      }
+      started.push([s, t]);
+    }
+  }
+  log('establishing browser sessions …');
+  const targets = [];
+  for (const [s, t] of started) targets.push(await b.target(s, t));
+  log('measuring …');
+  const runs = await b.measure(targets);
+  const sums = summaries(runs, o.workloads, targets.map((x) => x.name));
+  const ratio = (s, all) => {
+    if (!s.target.endsWith('seeded')) return '';
+    const ref = all.find((x) => x.workload === s.workload && x.target === s.target.replace(/seeded$/, 'empty'));
+    return ref ? `${(s.rate / ref.rate).toFixed(2)} ×` : '';
+  };
+  const tbl = report.table(sums, ratio, 'seeded / empty');
+  const m = report.machine(o.serverDir);
+  const v = report.verifyLine(sums);
+  const notes = report.failureNotes(sums);
+  const cmd = commandLine();
+  const md = [
+    header('Benchmark at scale: empty database vs seeded', o, m, cmd),
+    '',
+    `Seeded: ${o.seed.users.toLocaleString('en-US')} users, ${o.seed.clients.toLocaleString('en-US')} clients, ${o.seed.refreshTokens.toLocaleString('en-US')} refresh tokens, ${o.seed.consents.toLocaleString('en-US')} consents (bench/seed.js), besides the bench's own API, clients and user.`,
+    '',
+    report.markdownTable(tbl),
+    '',
+    `Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
+    ...(notes.length ? ['', 'Failures:', ...notes] : []),
+  ].join('\n');
+  log(`\n${report.consoleTable(tbl)}\n`);
+  log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
+  if (notes.length) log(notes.join('\n'));
+  write(o.out || 'scale', { kind: 'scale', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);
+}
+
+/** One server per workload under --cpu-prof; self time by function and by file/package. */
+async function profile(b) {
+  const o = b.o;
+  const { analyze } = require('./lib/profile');
+  const dir = join(__dirname, 'results', 'profiles');
+  mkdirSync(dir, { recursive: true });
+  const workloads = o.workloads.length === ALL.length ? ['client_credentials', 'code'] : o.workloads;
+  const parts = [`# CPU profile of our server (SQLite${o.scale ? ', seeded database' : ''})`, '', `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${commandLine()}\` · ${o.duration} s after ${o.warmup} s warm-up, ${o.concurrency} concurrent`];
+  for (const workload of workloads) {
+    const profDir = join(b.tmp, `prof-${workload}`);
+    const url = `sqlite:${join(b.tmp, `prof-${workload}.sqlite`)}`;
+    const prof = { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] };
+    let s = await b.startOurs(`ours (SQLite, profiled)`, url, o.scale ? {} : prof);
+    const t = await setupOurs(s.issuer, s.admin);
+    if (o.scale) {
+      // --profile --scale: the same on the seeded database.
+      await b.stop(s);
+      await require('./seed').seedSqlite(url.slice('sqlite:'.length), o.seed, s.secretKey);
+      s = await b.startOurs(`ours (SQLite seeded, profiled)`, url, { ...prof, admin: s.admin, secretKey: s.secretKey, port: s.port });
+    }
+    const x = await b.target(s, t);
+    const r = await runWorker({ mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup }, s);
+    log(`  ${workload}: ${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} under the profiler, failures ${r.failures.measured + r.failures.warmup + r.failures.setup}`);
+    await b.stop(s);
+    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
+    const a = analyze(join(profDir, file), r.window);
+    const md = a.markdown(`${workload} (${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} under the profiler)`);
+    log(`\n${md}\n`);
+    parts.push('', md);
+    const base = `${workload}${o.scale ? '-seeded' : ''}`;
+    execSync(`cp ${JSON.stringify(join(profDir, file))} ${JSON.stringify(join(dir, `${base}.cpuprofile`))}`);
+    writeFileSync(join(dir, `${base}.window.json`), `${JSON.stringify(r.window)}\n`);
+  }
+  writeFileSync(join(__dirname, 'results', o.scale ? 'profile-scale.md' : 'profile.md'), `${parts.join('\n')}\n`);
+  log(`wrote bench/results/${o.scale ? 'profile-scale.md' : 'profile.md'} (profiles in bench/results/profiles/, open them in Chrome DevTools)`);
+}
+
+async function main() {
+  const o = options();
+  if (o.nice !== undefined) servers.setNice(Number(o.nice));
+  if (o.build) {
+    log(`npm run build${o.serverDir === servers.ROOT ? '' : ` in ${o.serverDir}`} …`);
+    execSync('npm run build', { cwd: o.serverDir, stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  const b = new Bench(o);
+  const stop = () => {
+    b.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    if (o.profile) await profile(b); // with --scale: on a seeded database
+    else if (o.scale) await scale(b);
+    else await compare(b);
+  } finally {
+    await b.close();
+  }
+}
+
+main().catch((err) => {
+  log(err?.stack ?? String(err));
+  process.exit(1);
+});
