@@ -4,21 +4,35 @@ import { DataSource, EntityManager, In, IsNull, LessThan } from 'typeorm';
 import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
 
+const RECENT_MS = 1_000;
+
 /** Revocation of access tokens (deny-list by jti) and refresh-token families. */
 @Injectable()
 export class RevocationService {
   private sweeps = 0;
+  private readonly recent = new Map<string, { at: number; revoked: boolean }>();
 
   constructor(@InjectDataSource() private readonly db: DataSource) {}
 
+  /**
+   * Whether an access token is on the deny-list. Checked on every bearer request, so answers are
+   * kept a second per replica: a revocation made here is seen at once, one made on another
+   * replica within a second.
+   */
   async isRevoked(jti: string | undefined): Promise<boolean> {
     if (!jti) return false;
-    return (await this.db.getRepository(RevokedToken).count({ where: { jti } })) > 0;
+    const hit = this.recent.get(jti);
+    if (hit && (hit.revoked || Date.now() - hit.at < RECENT_MS)) return hit.revoked;
+    const revoked = (await this.db.getRepository(RevokedToken).findOne({ where: { jti }, select: { jti: true } })) !== null;
+    if (this.recent.size >= 50_000) this.recent.clear();
+    this.recent.set(jti, { at: Date.now(), revoked });
+    return revoked;
   }
 
   /** Adds access tokens to the deny-list until their expiry (idempotent). */
   async revokeAccess(tokens: { jti: string | null; exp: Date | null }[], m: EntityManager = this.db.manager): Promise<void> {
     const rows = tokens.filter((t) => t.jti && t.exp && t.exp.getTime() > Date.now()).map((t) => ({ jti: t.jti!, expires_at: t.exp! }));
+    for (const r of rows) this.recent.set(r.jti, { at: Date.now(), revoked: true });
     if (rows.length) await m.getRepository(RevokedToken).createQueryBuilder().insert().values(rows).orIgnore().execute();
     if (++this.sweeps % 200 === 0) void this.db.getRepository(RevokedToken).delete({ expires_at: LessThan(new Date()) }).catch(() => undefined);
   }

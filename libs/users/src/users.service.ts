@@ -11,8 +11,12 @@ export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
+const RECENT_MS = 1_000;
+
 @Injectable()
 export class UsersService implements UserStore {
+  private readonly recent = new Map<string, { at: number; user: User | null }>();
+
   constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents) {}
 
   async create(dto: CreateUserDto, actor?: string): Promise<User> {
@@ -47,6 +51,7 @@ export class UsersService implements UserStore {
       throw err;
     }
     const { password_hash: _, ...visible } = patch;
+    this.recent.delete(id);
     await this.events.emit('user.updated', { userId: id, actor });
     return Object.assign(user, visible);
   }
@@ -54,11 +59,21 @@ export class UsersService implements UserStore {
   async remove(id: string, actor?: string): Promise<void> {
     const res = await this.users.delete({ id });
     if (!res.affected) throw new NotFoundException([`user ${id} not found`]);
+    this.recent.delete(id);
     await this.events.emit('user.deleted', { userId: id, actor });
   }
 
-  findById(id: string): Promise<User | null> {
-    return this.users.findOne({ where: { id } });
+  /**
+   * A user by id: read on every token, UserInfo and session request, so kept a second per replica
+   * (a change made here is seen at once; a block made on another replica within a second).
+   */
+  async findById(id: string): Promise<User | null> {
+    const hit = this.recent.get(id);
+    if (hit && Date.now() - hit.at < RECENT_MS) return hit.user ? { ...hit.user } : null;
+    const user = id.length <= 36 && !id.includes('\0') ? await this.users.findOne({ where: { id } }) : null;
+    if (this.recent.size >= 10_000) this.recent.clear();
+    this.recent.set(id, { at: Date.now(), user });
+    return user ? { ...user } : null;
   }
 
   async get(id: string): Promise<User> {
