@@ -1,0 +1,32 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { EmployeeProfile } from './employee-profile.entity';
+import { ProfilesService } from './profiles.service';
+import { DepartmentClaims } from './department.claims';
+import { DepartmentTokenGrant } from './department-token.grant';
+import { ClientSecretHeader } from './client-secret-header';
+import { LoginCounter } from './login-counter';
+import { FlaggedEmployeePolicy } from './flagged-employee.policy';
+import { HrDepartmentCustomizer } from './department.customizer';
+import { ExampleAdminController } from './example.admin.controller';
+
+/**
+ * Acme's extension of the IdP: one ordinary Nest module. Every seam is a provider found by its
+ * decorator when the application boots; listing the class in `providers` is all the registration
+ * there is. The IdP's services (TokenIssuer, ResourcesService, UserStore, IdpConfig, IdpEvents…)
+ * are injectable here because IdentityModule.forRoot() is global.
+ */
+@Module({
+  imports: [TypeOrmModule.forFeature([EmployeeProfile])],
+  controllers: [ExampleAdminController],
+  providers: [
+    ProfilesService,
+    DepartmentClaims, // @ClaimsProvider({ name: 'department' })
+    DepartmentTokenGrant, // @GrantHandler({ name: 'urn:example:params:oauth:grant-type:department-token' })
+    ClientSecretHeader, // @ClientAuthMethod({ name: 'client_secret_header' })
+    LoginCounter, // @OnIdpEvent('user.login')
+    FlaggedEmployeePolicy, // @LoginPolicy({ name: 'acme-flagged-employees' })
+    HrDepartmentCustomizer, // @TokenCustomizer({ name: 'acme-hr-department' })
+  ],
+})
+export class AcmeModule {}

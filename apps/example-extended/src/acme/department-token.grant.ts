@@ -1,0 +1,70 @@
+import { Injectable } from '@nestjs/common';
+import { IdpEvents, invalidGrant, invalidRequest, invalidScope, invalidTarget, unauthorizedClient } from '@idp/core';
+import type { Client } from '@idp/clients';
+import { ResourcesService } from '@idp/resources';
+import { GrantHandler, TokenIssuer, TokenRequest, TokenResponse, parseScope, requestedAudience } from '@idp/token';
+import { DEPARTMENT_TOKEN_GRANT } from './acme.constants';
+import { ProfilesService } from './profiles.service';
+
+const DEPARTMENT = /^[A-Za-z0-9 _.-]{1,64}$/;
+
+/**
+ * Seam: grant handler. A confidential client with a client grant for an API gets an access token
+ * for that API acting for one department (a `department` claim), e.g. a nightly job that exports
+ * one department's records:
+ *
+ *     POST /oauth/token
+ *     grant_type=urn:example:params:oauth:grant-type:department-token&audience=https://hr.acme.example/api&department=Engineering
+ *
+ * The token endpoint has already authenticated the client (any method, including ours), checked
+ * that the grant type is registered and that the client's grant_types list it; the handler checks
+ * everything else. Listed in `grant_types_supported`.
+ */
+@GrantHandler({ name: DEPARTMENT_TOKEN_GRANT })
+@Injectable()
+export class DepartmentTokenGrant implements GrantHandler {
+  constructor(
+    private readonly resources: ResourcesService,
+    private readonly issuer: TokenIssuer,
+    private readonly events: IdpEvents,
+    private readonly profiles: ProfilesService,
+  ) {}
+
+  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+    // The token endpoint checks this too; a handler that may be called from elsewhere checks it itself.
+    if (!client.grant_types.includes(DEPARTMENT_TOKEN_GRANT)) throw unauthorizedClient('the client is not allowed this grant_type');
+    if (client.isPublic) throw unauthorizedClient('public clients cannot use the department-token grant');
+
+    const department = req.department;
+    if (!department) throw invalidRequest('department is required');
+    if (!DEPARTMENT.test(department)) throw invalidRequest('department is malformed');
+    if (!(await this.profiles.departmentExists(department))) throw invalidGrant('unknown department');
+
+    const audience = requestedAudience(req);
+    if (!audience) throw invalidRequest('audience (or resource) is required: name the API the token is for');
+    const grant = await this.resources.grantFor(client.client_id, audience);
+    if (!grant) {
+      const api = await this.resources.findByIdentifier(audience);
+      if (!api) throw invalidTarget('the requested audience is not a registered API');
+      throw unauthorizedClient('the client has no grant for the requested API');
+    }
+    if (grant.api.is_system) throw invalidTarget('department tokens are not issued for the admin API');
+
+    // Like client_credentials: every granted scope, or the requested subset of them (never more).
+    let scope = grant.scope;
+    const requested = parseScope(req.scope);
+    if (requested) {
+      const outside = requested.filter((s) => !grant.scope.includes(s));
+      if (outside.length) throw invalidScope(`scope not granted to this client: ${outside.join(' ')}`);
+      scope = grant.scope.filter((s) => requested.includes(s));
+    }
+
+    const { token, expiresIn, event } = await this.issuer.accessToken({
+      client, sub: client.client_id, audience: grant.api.identifier, scope, lifetime: grant.api.token_lifetime,
+      grantType: DEPARTMENT_TOKEN_GRANT, extra: { department },
+    });
+    // After the token exists (nothing to commit here): audit log, subscribers.
+    await this.events.emit('token.issued', event);
+    return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: scope.join(' ') };
+  }
+}
