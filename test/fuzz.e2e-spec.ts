@@ -33,8 +33,8 @@ const USER = { email: 'fuzz@example.com', password: 'a long and secret passphras
 
 /**
  * Tables a rejected request may change, by design:
- * - sessions: /authorize saves the pending request as an interaction in a new session before
- *   sending the browser to the login page, and the store sweeps expired sessions on a timer;
+ * - sessions: /authorize keeps the pending request (an interaction) in the browser's session, a
+ *   new one without a cookie, and drops it again on an error; the store sweeps expired sessions;
  * - audit_events: failures are security events (client-authentication failure, sign-in failure,
  *   refresh-token reuse), recorded precisely because the request was rejected (CONTRACT §4);
  * - lockouts: the failure counters of CONTRACT §5 count rejected client authentications;
@@ -379,13 +379,17 @@ describe('fuzzing every endpoint (fast-check)', () => {
       const body = JSON.parse(a.text);
       detail = body.error ? `${body.error} ${process.env.FUZZ_STATS === '2' ? String(body.error_description ?? body.message).slice(0, 60) : ''}` : body.active !== undefined ? `active=${body.active}` : '';
     } catch {
-      detail = a.headers.location ? (a.headers.location.startsWith('/login') ? 'login page' : new URL(a.headers.location).searchParams.get('error') ?? '') : '';
+      const location = a.headers.location;
+      detail = !location ? '' : /^\/(login|consent)\?/.test(location) ? `${location.slice(1, location.indexOf('?'))} page` : (new URL(location).searchParams.get('error') ?? 'code');
     }
     const key = `${path} ${a.status} ${detail}`;
     outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
   }
 
-  /** Row count and a digest of the content of every table but those a rejection may change. */
+  /**
+   * Row count and a digest of the content of every table but those a rejection may change: more
+   * than a count, so that an UPDATE made by a rejected request shows too.
+   */
   async function snapshot(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     await Promise.all(
@@ -402,7 +406,8 @@ describe('fuzzing every endpoint (fast-check)', () => {
 
   /**
    * Sends one case and checks what every case must satisfy: no 5xx, no leaked internals, and,
-   * when `rejected` says so, not a row changed.
+   * when `rejected` says so, not a row changed. Cases run one at a time, so the snapshot taken
+   * after one case is the "before" of the next.
    */
   async function exchange(r: Sent, rejected: (a: Answer) => boolean): Promise<Answer> {
     let a: Answer | undefined;
@@ -583,7 +588,7 @@ describe('fuzzing every endpoint (fast-check)', () => {
 
   // ---------------------------------------------------------------------------------------------
 
-  it('/authorize (GET query and POST form): an error page, an error redirect to the registered URI, or the login page', async () => {
+  it('/authorize (GET query and POST form, with and without a session): an error page, a redirect to the registered URI (error or code), or the login or consent page', async () => {
     const registered = [REDIRECT, REDIRECT_Q, 'https://victim.example.com/cb'];
     const challenge = createHash('sha256').update('verifier').digest('base64url');
     const slot = (valid: fc.Arbitrary<string>, others: fc.Arbitrary<string>, validWeight = 6) =>
