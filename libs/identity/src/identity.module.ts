@@ -46,7 +46,7 @@ import { UserGrantsAdminController } from './admin/user-grants.admin.controller'
  *
  *     @Module({ imports: [IdentityModule.forRoot({ entities: [Profile] }), ProfilesModule] })
  *     export class AppModule {}
- *     createIdentityApp(AppModule).then(({ app, config }) => app.listen(config.port));
+ *     void runIdentityApp(AppModule);   // or createIdentityApp(AppModule) for the app object
  */
 @Module({})
 export class IdentityModule {
