@@ -6,4 +6,4 @@ export { RevocationService } from './revocation.service';
 export { TokenCustomizer, TokenCustomizerContext, PROTECTED_CLAIMS } from './token-customizer';
 export { RefreshToken } from './refresh-token.entity';
 export { RevokedToken } from './revoked-token.entity';
-export { parseScope, requestedAudience } from './token-params';
+export { grantedScopes, parseScope, requestedAudience } from './token-params';

@@ -82,20 +82,7 @@ export class TokenIssuer {
     const customized = await this.customizers.extraClaims({
       tokenType: 'access_token', claims: { ...extra, ...core }, client: spec.client, user: spec.user, grantType: spec.grantType, scopes: spec.scope, audience,
     });
-    const claims = {
-      ...extra,
-      ...customized,
-      iss: this.config.issuer,
-      sub: spec.sub,
-      aud: spec.audience,
-      client_id: spec.client.client_id,
-      scope: spec.scope.join(' '),
-      jti,
-      iat,
-      exp,
-      ...(spec.authTime !== undefined ? { auth_time: spec.authTime } : {}),
-      ...(spec.sid !== undefined ? { sid: spec.sid } : {}),
-    };
+    const claims = { ...extra, ...customized, ...core };
     const token = await this.keys.sign(claims, { typ: 'at+jwt' });
     return {
       token, jti, expiresIn: spec.lifetime, exp,

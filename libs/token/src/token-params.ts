@@ -1,4 +1,5 @@
-import { invalidRequest, invalidScope, invalidTarget } from '@idp/core';
+import { invalidRequest, invalidScope, invalidTarget, unauthorizedClient } from '@idp/core';
+import type { Api, ResourcesService } from '@idp/resources';
 import { SCOPE_TOKEN } from '@idp/clients';
 import type { TokenRequest } from './grant-handler';
 
@@ -28,4 +29,24 @@ export function requestedAudience(req: TokenRequest): string | undefined {
     }
   }
   return target;
+}
+
+/**
+ * What a machine token may carry (client_credentials and grants like it): the client's grant
+ * for the API, and every granted scope or the requested subset of them. invalid_target for an
+ * unknown API, unauthorized_client without a grant, invalid_scope beyond it (RFC 6749 §5.2:
+ * never silently widened).
+ */
+export async function grantedScopes(resources: ResourcesService, clientId: string, audience: string, scopeParam: string | undefined): Promise<{ api: Api; scope: string[] }> {
+  const grant = await resources.grantFor(clientId, audience);
+  if (!grant) {
+    const api = await resources.findByIdentifier(audience);
+    if (!api) throw invalidTarget('the requested audience is not a registered API');
+    throw unauthorizedClient('the client has no grant for the requested API');
+  }
+  const requested = parseScope(scopeParam);
+  if (!requested) return grant;
+  const outside = requested.filter((s) => !grant.scope.includes(s));
+  if (outside.length) throw invalidScope(`scope not granted to this client: ${outside.join(' ')}`);
+  return { api: grant.api, scope: grant.scope.filter((s) => requested.includes(s)) };
 }

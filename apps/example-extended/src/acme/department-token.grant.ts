@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { IdpEvents, invalidGrant, invalidRequest, invalidScope, invalidTarget, unauthorizedClient } from '@idp/core';
+import { IdpEvents, invalidGrant, invalidRequest, invalidTarget, unauthorizedClient } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
-import { GrantHandler, TokenIssuer, TokenRequest, TokenResponse, parseScope, requestedAudience } from '@idp/token';
+import { GrantHandler, TokenIssuer, TokenRequest, TokenResponse, grantedScopes, requestedAudience } from '@idp/token';
 import { DEPARTMENT_TOKEN_GRANT } from './acme.constants';
 import { ProfilesService } from './profiles.service';
 
@@ -42,25 +42,12 @@ export class DepartmentTokenGrant implements GrantHandler {
 
     const audience = requestedAudience(req);
     if (!audience) throw invalidRequest('audience (or resource) is required: name the API the token is for');
-    const grant = await this.resources.grantFor(client.client_id, audience);
-    if (!grant) {
-      const api = await this.resources.findByIdentifier(audience);
-      if (!api) throw invalidTarget('the requested audience is not a registered API');
-      throw unauthorizedClient('the client has no grant for the requested API');
-    }
-    if (grant.api.is_system) throw invalidTarget('department tokens are not issued for the admin API');
-
-    // Like client_credentials: every granted scope, or the requested subset of them (never more).
-    let scope = grant.scope;
-    const requested = parseScope(req.scope);
-    if (requested) {
-      const outside = requested.filter((s) => !grant.scope.includes(s));
-      if (outside.length) throw invalidScope(`scope not granted to this client: ${outside.join(' ')}`);
-      scope = grant.scope.filter((s) => requested.includes(s));
-    }
+    // Like client_credentials: the client's grant for the API, every granted scope or the requested subset.
+    const { api, scope } = await grantedScopes(this.resources, client.client_id, audience, req.scope);
+    if (api.is_system) throw invalidTarget('department tokens are not issued for the admin API');
 
     const { token, expiresIn, event } = await this.issuer.accessToken({
-      client, sub: client.client_id, audience: grant.api.identifier, scope, lifetime: grant.api.token_lifetime,
+      client, sub: client.client_id, audience: api.identifier, scope, lifetime: api.token_lifetime,
       grantType: DEPARTMENT_TOKEN_GRANT, extra: { department },
     });
     // After the token exists (nothing to commit here): audit log, subscribers.
