@@ -17,3 +17,4 @@ export * from './lockout';
 export * from './sqlite-gate';
 export * from './overrides';
 export * from './boot-context';
+export * from './protocol';

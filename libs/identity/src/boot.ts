@@ -6,9 +6,13 @@ import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
 import type { Type, DynamicModule } from '@nestjs/common';
-import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError, uuidv7 } from '@idp/core';
+import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
-import { rateLimit } from './rate-limit';
+import { RateLimiter, rateLimit } from './rate-limit';
+import { inputProblem } from './http-input';
+import { beginRequest } from './request-log';
+import { serveProtocolRoutes } from './protocol-server';
+import { ProtocolEndpoints } from '@idp/token';
 import { cors, securityHeaders } from './http-policy';
 import { ClientsService } from '@idp/clients';
 
@@ -43,7 +47,8 @@ export async function createIdentityApp(
   if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
 
   app.use(requestLog(logger));
-  if (config.rateLimit) app.use(rateLimit(config));
+  const limiter = config.rateLimit ? new RateLimiter(config) : undefined;
+  if (limiter) app.use(rateLimit(limiter));
   app.use(securityHeaders(config));
   app.use(cors(app.get(ClientsService)));
   // A theme's templates and assets come first; anything it does not replace is the built-in one.
@@ -85,6 +90,12 @@ export async function createIdentityApp(
     await app.close().catch(() => undefined);
     throw err;
   }
+  // The token, revocation, introspection and UserInfo endpoints are answered in front of Express
+  // (protocol-server.ts): the same policies, without the framework's per-request cost.
+  serveProtocolRoutes(app.getHttpServer(), {
+    config, logger, limiter, clients: app.get(ClientsService), routes: app.get(ProtocolEndpoints).routes(),
+    trust: app.getHttpAdapter().getInstance().get('trust proxy fn'),
+  });
   return { app, config, logger };
 }
 
@@ -117,20 +128,10 @@ function assetDir(name: string): string {
   return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
-/** One JSON line per request: id, method, path (never the query string or body), status, duration. */
+/** The request log and request context (request-log.ts) as Express middleware. */
 function requestLog(logger: JsonLogger) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const start = process.hrtime.bigint();
-    const incoming = req.headers['x-request-id'];
-    const id = typeof incoming === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : uuidv7();
-    res.setHeader('X-Request-Id', id);
-    res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      logger.write(res.statusCode >= 500 ? 'error' : 'info', 'request', {
-        request_id: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10, ip: req.ip,
-      });
-    });
-    RequestContext.run({ requestId: id, ip: req.ip, userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'].slice(0, 256) : undefined }, () => next());
+    RequestContext.run(beginRequest(logger, req, res, req.path, req.ip), () => next());
   };
 }
 
@@ -144,9 +145,6 @@ function requireJsonBody(req: Request, res: Response, next: NextFunction) {
   next();
 }
 
-/** How deeply a JSON body may nest: the deepest legitimate one (a client's JWK Set) needs 4 levels. */
-const MAX_JSON_DEPTH = 16;
-
 /**
  * Input that must never reach a handler, refused in the format of the route: U+0000 anywhere
  * (never part of a valid value, and PostgreSQL can neither store nor compare it in text); JSON
@@ -158,27 +156,6 @@ function refuseHostileInput(req: Request, _res: Response, next: NextFunction) {
   const json = typeof req.is('application/json') === 'string';
   const problem = req.path.includes('%00') ? 'the URL must not contain the character U+0000' : (inputProblem(req.query, '', false) ?? inputProblem(req.body, '', json));
   next(problem ? new BadRequestException([problem]) : undefined);
-}
-
-function inputProblem(root: unknown, rootPath: string, json: boolean): string | undefined {
-  // Iterative, so that the walk itself cannot overflow the stack.
-  const stack: [unknown, string, number][] = [[root, rootPath, 0]];
-  while (stack.length) {
-    const [value, path, depth] = stack.pop()!;
-    if (typeof value === 'string') {
-      if (value.includes('\0')) return `${path || 'the request body'} must not contain the character U+0000`;
-      continue;
-    }
-    if (!value || typeof value !== 'object') continue;
-    if (json && depth >= MAX_JSON_DEPTH) return `the request body must not nest deeper than ${MAX_JSON_DEPTH} levels`;
-    for (const [key, child] of Object.entries(value)) {
-      if (key.includes('\0')) return `${path || 'the request body'} must not contain the character U+0000`;
-      const at = path ? `${path}.${key}` : key;
-      if (json && key in Object.prototype) return `property ${at} should not exist`;
-      stack.push([child, at, depth + 1]);
-    }
-  }
-  return undefined;
 }
 
 /** Body parser failures (malformed JSON, too large, bad charset) in the format of the route. */

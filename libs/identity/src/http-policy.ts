@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import type { IdpConfig } from '@idp/core';
 import type { ClientsService } from '@idp/clients';
@@ -6,11 +7,15 @@ import type { ClientsService } from '@idp/clients';
 export function securityHeaders(config: IdpConfig) {
   const hsts = config.issuer.startsWith('https://');
   return (_req: Request, res: Response, next: NextFunction) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Referrer-Policy', 'no-referrer');
-    if (hsts) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    setSecurityHeaders(res, hsts);
     next();
   };
+}
+
+export function setSecurityHeaders(res: ServerResponse, hsts: boolean): void {
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  if (hsts) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
 }
 
 const CORS_PATHS = /^\/(oauth\/(token|revoke)|userinfo|\.well-known\/(openid-configuration|oauth-authorization-server|jwks\.json))$/;

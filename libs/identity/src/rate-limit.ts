@@ -18,35 +18,53 @@ function kindOf(path: string): Kind {
  * 6,000 to the admin API. Attacks that need volume (password guessing, secret guessing) are
  * stopped much earlier by the lockouts. The client address honours TRUST_PROXY (Express `trust proxy`).
  */
-export function rateLimit(config: IdpConfig) {
-  const limits: Record<Kind, number> = {
-    protocol: Math.max(1, Math.round((config.rateLimitProtocol * WINDOW_MS) / 60_000)),
-    pages: Math.max(1, Math.round((config.rateLimitPages * WINDOW_MS) / 60_000)),
-    admin: Math.max(1, Math.round((config.rateLimitAdmin * WINDOW_MS) / 60_000)),
-  };
-  let window = 0;
-  let counts = new Map<string, number>();
-  return (req: Request, res: Response, next: NextFunction) => {
+export class RateLimiter {
+  private readonly limits: Record<Kind, number>;
+  private window = 0;
+  private counts = new Map<string, number>();
+
+  constructor(config: IdpConfig) {
+    this.limits = {
+      protocol: Math.max(1, Math.round((config.rateLimitProtocol * WINDOW_MS) / 60_000)),
+      pages: Math.max(1, Math.round((config.rateLimitPages * WINDOW_MS) / 60_000)),
+      admin: Math.max(1, Math.round((config.rateLimitAdmin * WINDOW_MS) / 60_000)),
+    };
+  }
+
+  /** Counts one request; undefined while within the limit, else the seconds until the window ends (Retry-After). */
+  hit(path: string, ip: string | undefined): number | undefined {
     const now = Date.now();
     const current = Math.floor(now / WINDOW_MS);
-    if (current !== window) {
-      window = current;
-      counts = new Map();
+    if (current !== this.window) {
+      this.window = current;
+      this.counts = new Map();
     }
+    const kind = kindOf(path);
+    const key = `${kind}|${ip}`;
+    const n = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, n);
+    if (n <= this.limits[kind]) return undefined;
+    return Math.ceil(((current + 1) * WINDOW_MS - now) / 1000);
+  }
+}
+
+/** The limiter as Express middleware, answering 429 in the format of the route. */
+export function rateLimit(limiter: RateLimiter) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const retryAfter = limiter.hit(req.path, req.ip);
+    if (retryAfter === undefined) return next();
+    res.setHeader('Retry-After', String(retryAfter));
     const kind = kindOf(req.path);
-    const key = `${kind}|${req.ip}`;
-    const n = (counts.get(key) ?? 0) + 1;
-    counts.set(key, n);
-    if (n <= limits[kind]) return next();
-    const retryAfter = String(Math.ceil(((current + 1) * WINDOW_MS - now) / 1000));
-    res.setHeader('Retry-After', retryAfter);
     if (kind === 'pages') {
       renderPage(res, 'error', { title: 'Too many requests', message: 'Too many requests from your network. Please wait a few seconds and try again.' }, 429);
     } else if (kind === 'admin' || req.path.startsWith('/health')) {
       res.status(429).json({ statusCode: 429, error: 'too_many_requests', message: 'rate limit exceeded; retry later' });
     } else {
       res.status(429).setHeader('Cache-Control', 'no-store');
-      res.json({ error: 'slow_down', error_description: 'rate limit exceeded; retry later' });
+      res.json(RATE_LIMITED);
     }
   };
 }
+
+/** The protocol endpoints' 429 body (RFC 6749 §5.2 format). */
+export const RATE_LIMITED = { error: 'slow_down', error_description: 'rate limit exceeded; retry later' };

@@ -37,14 +37,22 @@ export class BearerGuard implements CanActivate {
     const targets = [ctx.getHandler(), ctx.getClass()];
     const audience = this.reflector.getAllAndOverride<(c: IdpConfig) => string>(AUDIENCE, targets);
     const scopes = this.reflector.getAllAndOverride<string[]>(SCOPES, targets) ?? [];
-    const header = req.headers.authorization;
+    req.token = await this.authenticate(req.headers.authorization, audience?.(this.config), scopes);
+    return true;
+  }
+
+  /**
+   * The claims of the bearer token in an Authorization header, checked for `audience` (when given)
+   * and every one of `scopes`; throws the RFC 6750 error with its challenge.
+   */
+  async authenticate(header: string | undefined, audience?: string, scopes: string[] = []): Promise<BearerToken> {
     const match = header ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim()) : null;
     if (!match) {
       throw new OAuthError('invalid_token', 'a bearer access token is required', 401, false, undefined, { 'WWW-Authenticate': 'Bearer realm="idp"' });
     }
     let payload: BearerToken;
     try {
-      payload = (await this.keys.verify(match[1], { typ: 'at+jwt', audience: audience?.(this.config) })).payload as BearerToken;
+      payload = (await this.keys.verify(match[1], { typ: 'at+jwt', audience })).payload as BearerToken;
       if (await this.revocation.isRevoked(payload.jti)) throw new Error('revoked');
     } catch (err) {
       // The revocation list could not be read: the token is not known to be invalid, so 503, not 401.
@@ -58,8 +66,7 @@ export class BearerGuard implements CanActivate {
         'WWW-Authenticate': `Bearer realm="idp", error="insufficient_scope", scope="${scopes.join(' ')}"`,
       });
     }
-    req.token = payload;
-    return true;
+    return payload;
   }
 }
 

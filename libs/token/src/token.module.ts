@@ -7,10 +7,8 @@ import { UsersModule } from '@idp/users';
 import { AuthorizationModule } from '@idp/authorization';
 import { GrantRegistry } from './grant-handler';
 import { TokenIssuer } from './token-issuer';
-import { TokenController } from './token.controller';
-import { UserinfoController } from './userinfo.controller';
+import { ProtocolEndpoints } from './protocol-endpoints';
 import { BearerGuard } from './bearer.guard';
-import { FormBodyGuard } from './form-body.guard';
 import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
 import { RevocationService } from './revocation.service';
@@ -23,11 +21,10 @@ import { RefreshTokenGrant } from './grants/refresh-token.grant';
 
 @Module({
   imports: [TypeOrmModule.forFeature([RefreshToken, RevokedToken]), ClientsModule, KeysModule, ResourcesModule, UsersModule, AuthorizationModule],
-  controllers: [TokenController, UserinfoController],
   providers: [
-    GrantRegistry, TokenIssuer, TokenCustomizers, BearerGuard, FormBodyGuard, RevocationService, TokenIntrospection, UserTokens,
+    GrantRegistry, TokenIssuer, TokenCustomizers, BearerGuard, ProtocolEndpoints, RevocationService, TokenIntrospection, UserTokens,
     ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant,
   ],
-  exports: [GrantRegistry, TokenIssuer, BearerGuard, RevocationService, KeysModule],
+  exports: [ProtocolEndpoints, GrantRegistry, TokenIssuer, BearerGuard, RevocationService, KeysModule],
 })
 export class TokenModule {}

@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
-import { IdpConfig, invalidClient } from '@idp/core';
+import { IdpConfig, invalidClient, ProtocolRequest } from '@idp/core';
 import { Client, ClientAuthMethod, ClientCredentials } from '@idp/clients';
 import { CLIENT_SECRET_HEADER } from './acme.constants';
 
@@ -20,7 +19,7 @@ export class ClientSecretHeader implements ClientAuthMethod {
 
   constructor(private readonly config: IdpConfig) {}
 
-  extract(req: Request): ClientCredentials | undefined {
+  extract(req: ProtocolRequest): ClientCredentials | undefined {
     const id = header(req, 'x-client-id');
     const secret = header(req, 'x-client-secret');
     if (id === undefined && secret === undefined) return undefined;
@@ -37,7 +36,7 @@ export class ClientSecretHeader implements ClientAuthMethod {
 }
 
 /** A header's value, trimmed (Node joins a repeated X- header into one string, which then fails to match). */
-function header(req: Request, name: string): string | undefined {
+function header(req: ProtocolRequest, name: string): string | undefined {
   const v = req.headers[name];
   return typeof v === 'string' ? v.trim() : undefined;
 }

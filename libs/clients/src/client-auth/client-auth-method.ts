@@ -1,6 +1,5 @@
 import { DiscoveryService } from '@nestjs/core';
-import type { Request } from 'express';
-import { RegistryOptions } from '@idp/core';
+import { RegistryOptions, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 
 /** What a method found in a request: who claims to be calling, and the proof it brought. */
@@ -27,7 +26,7 @@ export interface ClientAuthMethod {
   readonly name: string;
   /** Whether a client registered with this method holds a shared secret issued by us. */
   readonly usesSecret: boolean;
-  extract(req: Request): ClientCredentials | undefined;
+  extract(req: ProtocolRequest): ClientCredentials | undefined;
   verify(client: Client, credentials: ClientCredentials, context: ClientAuthContext): Promise<void>;
 }
 
@@ -35,7 +34,7 @@ export interface ClientAuthMethod {
 export const ClientAuthMethod = DiscoveryService.createDecorator<{ name: string } & RegistryOptions>();
 
 /** Reads one form parameter, refusing repeats (RFC 6749 §3.2: parameters must not be included more than once). */
-export function formParam(req: Request, name: string): string | undefined {
+export function formParam(req: ProtocolRequest, name: string): string | undefined {
   const body = req.body as Record<string, unknown> | undefined;
   const v = body && typeof body === 'object' ? body[name] : undefined;
   if (v === undefined || v === '') return undefined;

@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
-import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest } from '@idp/core';
+import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientsService } from '../clients.service';
 import { ClientCredentials } from './client-auth-method';
@@ -19,7 +18,7 @@ export class ClientAuthenticator {
     private readonly lockout: LockoutService,
   ) {}
 
-  async authenticate(req: Request): Promise<Client> {
+  async authenticate(req: ProtocolRequest): Promise<Client> {
     const found: ClientCredentials[] = [];
     // RFC 6749 §5.2: a client that tried the Authorization header (even `Basic` alone) gets the challenge.
     let basicTried = /^basic(\s|$)/i.test(req.headers.authorization ?? '');
@@ -73,7 +72,7 @@ export class ClientAuthenticator {
     return client;
   }
 
-  private fail(clientId: string | undefined, method: string | undefined, reason: string, req: Request): Promise<void> {
+  private fail(clientId: string | undefined, method: string | undefined, reason: string, req: ProtocolRequest): Promise<void> {
     return this.events.emit('client.auth_failed', { clientId, method, reason, ip: req.ip });
   }
 }

@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
-import { IdpConfig, invalidClient, invalidRequest } from '@idp/core';
+import { IdpConfig, invalidClient, invalidRequest, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientAuthMethod, ClientCredentials } from './client-auth-method';
 
@@ -13,7 +12,7 @@ export class ClientSecretBasic implements ClientAuthMethod {
 
   constructor(private readonly config: IdpConfig) {}
 
-  extract(req: Request): ClientCredentials | undefined {
+  extract(req: ProtocolRequest): ClientCredentials | undefined {
     const header = req.headers.authorization;
     if (!header || !/^basic /i.test(header)) return undefined;
     const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');

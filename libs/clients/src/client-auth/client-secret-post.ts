@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
-import { IdpConfig, invalidClient } from '@idp/core';
+import { IdpConfig, invalidClient, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
 
@@ -13,7 +12,7 @@ export class ClientSecretPost implements ClientAuthMethod {
 
   constructor(private readonly config: IdpConfig) {}
 
-  extract(req: Request): ClientCredentials | undefined {
+  extract(req: ProtocolRequest): ClientCredentials | undefined {
     const secret = formParam(req, 'client_secret');
     if (secret === undefined) return undefined;
     return { clientId: formParam(req, 'client_id') ?? '', secret, method: this.name };

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
+import type { ProtocolRequest } from '@idp/core';
 import { ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
 
 /**
@@ -12,7 +12,7 @@ export class NoneAuth implements ClientAuthMethod {
   readonly name = 'none';
   readonly usesSecret = false;
 
-  extract(req: Request): ClientCredentials | undefined {
+  extract(req: ProtocolRequest): ClientCredentials | undefined {
     const clientId = formParam(req, 'client_id');
     if (clientId === undefined) return undefined;
     // Any other mechanism present makes the request someone else's.

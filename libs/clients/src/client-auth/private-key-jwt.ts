@@ -1,9 +1,8 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
 import { JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { IdpConfig, invalidClient, invalidRequest, isUniqueViolation } from '@idp/core';
+import { IdpConfig, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { UsedAssertion } from '../used-assertion.entity';
 import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
@@ -39,7 +38,7 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     if (this.cleanup) clearInterval(this.cleanup);
   }
 
-  extract(req: Request): ClientCredentials | undefined {
+  extract(req: ProtocolRequest): ClientCredentials | undefined {
     const assertion = formParam(req, 'client_assertion');
     const type = formParam(req, 'client_assertion_type');
     if (assertion === undefined && type === undefined) return undefined;

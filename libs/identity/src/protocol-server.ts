@@ -1,0 +1,198 @@
+import { BadRequestException } from '@nestjs/common';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import { urlencoded } from 'express';
+import { parse as parseForm } from 'qs';
+import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, RequestContext, invalidRequest, toOAuthError } from '@idp/core';
+import type { ClientsService } from '@idp/clients';
+import { RATE_LIMITED, RateLimiter } from './rate-limit';
+import { setSecurityHeaders } from './http-policy';
+import { inputProblem } from './http-input';
+import { beginRequest } from './request-log';
+
+// Packages Express itself uses for the same jobs (proxy-addr for `req.ip`, type-is for `req.is`).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const proxyaddr: (req: IncomingMessage, trust: TrustFn) => string = require('proxy-addr');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const typeis: (req: IncomingMessage, types: string[]) => string | false | null = require('type-is');
+
+type TrustFn = (address: string, hop: number) => boolean;
+
+/** The body limits of every form endpoint (the same as the Express parser's in boot.ts). */
+export const FORM_BODY_LIMIT = 64 * 1024;
+export const FORM_PARAMETER_LIMIT = 100;
+/** Parameters longer than this are refused outright (no legitimate one comes close). */
+export const MAX_PARAM_LENGTH = 8192;
+
+const FORM = 'application/x-www-form-urlencoded';
+/** The content type a form body almost always has: read here; anything else goes through body-parser. */
+const PLAIN_FORM = /^application\/x-www-form-urlencoded[ \t]*(;[ \t]*charset="?utf-8"?[ \t]*)?$/i;
+const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
+
+export interface ProtocolServerOptions {
+  config: IdpConfig;
+  logger: JsonLogger;
+  limiter?: RateLimiter;
+  clients: ClientsService;
+  routes: ProtocolRoute[];
+  /** Express's compiled `trust proxy` setting, so that the address is the one `req.ip` would be. */
+  trust: TrustFn;
+}
+
+/**
+ * Answers the protocol endpoints (token, revocation, introspection, UserInfo) on `server` before
+ * Express sees the request; every other request, and every other method on these paths (CORS
+ * preflights included), goes to Express as before. These are the endpoints every API call and
+ * sign-in goes through, and Express with Nest's pipeline cost several times the work of the
+ * endpoint itself (docs/performance.md). The policies are the same ones, shared with the Express
+ * middleware: request id and log line, rate limit, security headers, CORS, body size and parameter
+ * limits, no U+0000, each parameter once, and errors in the RFC 6749 §5.2 format with
+ * `Cache-Control: no-store` (503 with Retry-After when the database is away).
+ */
+export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions): void {
+  const listeners = server.listeners('request') as RequestListener[];
+  if (listeners.length !== 1) throw new Error(`expected the HTTP server to have one request listener (Express), found ${listeners.length}`);
+  const express = listeners[0];
+  const routes = new Map(opts.routes.map((r) => [`${r.method} ${r.path}`, r]));
+  const compat = urlencoded({ extended: false, limit: FORM_BODY_LIMIT, parameterLimit: FORM_PARAMETER_LIMIT });
+  const hsts = opts.config.issuer.startsWith('https://');
+  server.removeListener('request', express);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    // Express matches routes case-insensitively and with or without a trailing slash.
+    let key = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+    key = `${req.method} ${key.toLowerCase()}`;
+    const route = routes.get(key);
+    if (!route) return express(req, res);
+    void serve(route, req, res, url, path);
+  });
+
+  async function serve(route: ProtocolRoute, req: IncomingMessage, res: ServerResponse, url: string, path: string): Promise<void> {
+    let ip: string | undefined;
+    try {
+      ip = proxyaddr(req, opts.trust);
+    } catch {
+      ip = req.socket.remoteAddress;
+    }
+    const ctx = beginRequest(opts.logger, req, res, path, ip);
+    const headers: Record<string, string> = {};
+    await RequestContext.run(ctx, async () => {
+      try {
+        const retryAfter = opts.limiter?.hit(path, ip);
+        if (retryAfter !== undefined) {
+          res.setHeader('Retry-After', String(retryAfter));
+          return send(res, 429, RATE_LIMITED, { 'Cache-Control': 'no-store' });
+        }
+        setSecurityHeaders(res, hsts);
+        const origin = req.headers.origin;
+        if (origin && route.path === '/userinfo' && (await opts.clients.allowedOrigins()).has(origin)) {
+          res.setHeader('Access-Control-Allow-Origin', origin);
+          res.setHeader('Vary', 'Origin');
+        }
+        const body = await readBody(req, res);
+        if (url.includes('%00')) throw invalidRequest('the URL must not contain the character U+0000');
+        const problem = inputProblem(body, '', false);
+        // As a framework 400, whose message toOAuthError keeps to the RFC 6749 §5.2 characters (it may quote a parameter name).
+        if (problem) throw new BadRequestException([problem]);
+        const request: ProtocolRequest = { method: req.method ?? 'GET', path, headers: req.headers, body, ip };
+        if (route.form) request.body = formBody(req, body);
+        const answer = await route.handle(request, headers);
+        send(res, answer.status ?? 200, answer.body, { ...headers, ...answer.headers });
+      } catch (err) {
+        fail(res, err, headers);
+      }
+    });
+  }
+
+  /** The parsed form body (undefined when the request has none, or not a form). */
+  async function readBody(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+    const length = req.headers['content-length'];
+    const encoding = req.headers['content-encoding'];
+    if (
+      length !== undefined && /^\d{1,6}$/.test(length) && Number(length) <= FORM_BODY_LIMIT && req.headers['transfer-encoding'] === undefined &&
+      (encoding === undefined || encoding.toLowerCase() === 'identity') && PLAIN_FORM.test(req.headers['content-type'] ?? '')
+    ) {
+      return parseUrlencoded(await readFully(req, Number(length)));
+    }
+    // Chunked, compressed, other charsets, too large, not a form: body-parser decides, as in Express.
+    const holder = req as IncomingMessage & { body?: unknown };
+    await new Promise<void>((resolve, reject) => compat(holder as never, res as never, (err?: unknown) => (err ? reject(err) : resolve())));
+    return holder.body;
+  }
+
+  function fail(res: ServerResponse, exception: unknown, routeHeaders: Record<string, string>): void {
+    const err = toOAuthError(exception);
+    if (err.status >= 500) opts.logger.error(`${err.code}: ${err.hint ?? ''}`, 'TokenErrorFilter');
+    else if (err.hint) opts.logger.debug(`${err.code}: ${err.hint}`, 'TokenErrorFilter');
+    if (res.headersSent) return;
+    const headers: Record<string, string> = { ...routeHeaders, ...NO_STORE, ...err.headers };
+    if (err.status === 503) headers['Retry-After'] = '5';
+    send(res, err.status, { error: err.code, error_description: err.description }, headers);
+  }
+}
+
+/**
+ * RFC 6749 §3.2 (and RFC 7009 §2.1, RFC 7662 §2.1): the body is a form, each parameter at most
+ * once, every value a string of sane length.
+ */
+function formBody(req: IncomingMessage, body: unknown): Record<string, string> {
+  if (!typeis(req, [FORM])) throw invalidRequest(`the request body must be ${FORM}`);
+  if (!body || typeof body !== 'object') throw invalidRequest('the request body is empty');
+  for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
+    if (Array.isArray(value)) {
+      if (name === 'resource') throw new OAuthError('invalid_target', 'only one resource may be requested per token', 400);
+      throw invalidRequest(`parameter ${safeName(name)} is repeated`);
+    }
+    if (typeof value !== 'string') throw invalidRequest(`parameter ${safeName(name)} is malformed`);
+    if (value.length > MAX_PARAM_LENGTH) throw invalidRequest(`parameter ${safeName(name)} is too long`);
+  }
+  return body as Record<string, string>;
+}
+
+function safeName(name: string): string {
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? name : '(unnamed)';
+}
+
+/** body-parser's `urlencoded({ extended: false })` parse, with the same qs options and limits. */
+function parseUrlencoded(text: string): Record<string, unknown> {
+  if (!text.length) return {};
+  let count = 0;
+  let at = -1;
+  do {
+    if (++count > FORM_PARAMETER_LIMIT) throw invalidRequest('the request body could not be parsed');
+    at = text.indexOf('&', at + 1);
+  } while (at !== -1);
+  try {
+    return parseForm(text, { allowPrototypes: true, arrayLimit: count, depth: 0, charset: 'utf-8', parameterLimit: FORM_PARAMETER_LIMIT, strictDepth: true }) as Record<string, unknown>;
+  } catch {
+    throw invalidRequest('the request body could not be parsed');
+  }
+}
+
+/** The body of a request with a Content-Length (which Node's parser enforces), as UTF-8. */
+function readFully(req: IncomingMessage, length: number): Promise<string> {
+  if (length === 0) return Promise.resolve('');
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => {
+      ended = true;
+      resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'));
+    });
+    // The client went away mid-body: a client error (nobody is left to read the answer).
+    const aborted = () => reject(Object.assign(new Error('request aborted'), { status: 400, expose: true }));
+    req.once('error', aborted);
+    req.once('close', () => ended || aborted());
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  const json = JSON.stringify(body);
+  res.statusCode = status;
+  if (headers) for (const name in headers) res.setHeader(name, headers[name]);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(json));
+  res.end(json);
+}
