@@ -38,6 +38,11 @@ export class IdpConfig {
   @IsOptional() @Matches(/^rediss?:\/\/.+/) redisUrl?: string;
   @Matches(/^[A-Za-z0-9:_.-]{1,64}$/) redisPrefix: string;
   @IsIn(['debug', 'info', 'warn', 'error', 'silent']) logLevel: string;
+  /**
+   * SQLite's `synchronous` in WAL mode: `normal` (default) survives a crash of the process but may
+   * lose the last commits on a power loss or OS crash; `full` fsyncs every commit, on the event loop.
+   */
+  @IsIn(['normal', 'full']) sqliteSynchronous: 'normal' | 'full';
   /** Where IDP_SECRET_KEY came from: given, or generated and kept in a file (development only). */
   secretKeySource: 'env' | 'file' | 'ephemeral';
   /** When the SQLite database lives in a file, the folder it lives in. */
@@ -68,7 +73,7 @@ const VARIABLES: Record<string, keyof IdpConfig> = {
   NODE_ENV: 'nodeEnv', IDP_SIGNING_ALG: 'signingAlg', IDP_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   IDP_LOCKOUT_IP_THRESHOLD: 'lockoutIpThreshold', IDP_LOCKOUT_SECONDS: 'lockoutSeconds',
   IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', IDP_RATE_LIMIT_PROTOCOL: 'rateLimitProtocol',
-  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
+  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', SQLITE_SYNCHRONOUS: 'sqliteSynchronous', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
 };
 
 function int(env: Record<string, string | undefined>, name: string, dflt: number): number {
@@ -107,6 +112,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   c.redisUrl = env.REDIS_URL || undefined;
   c.redisPrefix = env.IDP_REDIS_PREFIX || 'idp:';
   c.logLevel = env.LOG_LEVEL || (c.nodeEnv === 'test' ? 'warn' : 'info');
+  c.sqliteSynchronous = (env.SQLITE_SYNCHRONOUS?.toLowerCase() || 'normal') as IdpConfig['sqliteSynchronous'];
 
   if (c.isSqlite && c.databaseUrl !== 'sqlite::memory:') {
     c.dataDir = dirname(resolve(c.databaseUrl.slice('sqlite:'.length)));

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from './database';
 import { freshDatabase, onPostgres } from '../../../test/support/server';
@@ -35,6 +38,24 @@ describe('migrations', () => {
     } finally {
       await ds.destroy();
       await db.drop();
+    }
+  });
+
+  it('opens a SQLite file in WAL mode, synchronous NORMAL unless FULL is asked for', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'idp-sqlite-'));
+    try {
+      for (const [opts, expected] of [[{}, 1], [{ sqliteSynchronous: 'normal' }, 1], [{ sqliteSynchronous: 'full' }, 2]] as const) {
+        const ds = new DataSource(dataSourceOptions(`sqlite:${join(dir, 'x.sqlite')}`, opts));
+        await ds.initialize();
+        try {
+          expect(await ds.query('PRAGMA journal_mode')).toEqual([{ journal_mode: 'wal' }]);
+          expect(await ds.query('PRAGMA synchronous')).toEqual([{ synchronous: expected }]);
+        } finally {
+          await ds.destroy();
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -25,7 +25,7 @@ export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Ha
  * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query
  * parameter puts every table in that schema). Migrations, never `synchronize`.
  */
-export function dataSourceOptions(databaseUrl: string): DataSourceOptions {
+export function dataSourceOptions(databaseUrl: string, opts: { sqliteSynchronous?: 'normal' | 'full' } = {}): DataSourceOptions {
   const common = { entities: ENTITIES, migrations: MIGRATIONS, migrationsTableName: 'migrations', synchronize: false, logging: false } as const;
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length);
@@ -38,6 +38,12 @@ export function dataSourceOptions(databaseUrl: string): DataSourceOptions {
       // WAL lets readers proceed while one writer commits; wait up to 5 s for the write lock.
       enableWAL: !memory,
       timeout: 5000,
+      // In WAL mode, `normal` fsyncs at checkpoints rather than at every commit: better-sqlite3 is
+      // synchronous, so a per-commit fsync (≈ 0.3 ms here) would stall the whole event loop
+      // (SQLITE_SYNCHRONOUS, docs/performance.md; the trade-off is in docs/security.md).
+      prepareDatabase: (db: { pragma(source: string): unknown }) => {
+        db.pragma(`synchronous = ${opts.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      },
     };
   }
   const url = new URL(databaseUrl);

@@ -60,7 +60,7 @@ export class IdentityModule {
         TypeOrmModule.forRootAsync({
           inject: [IdpConfig],
           useFactory: (config: IdpConfig) => {
-            const base = dataSourceOptions(config.databaseUrl);
+            const base = dataSourceOptions(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous });
             return {
               ...base,
               entities: [...(base.entities as Function[]), ...(options.entities ?? [])],

@@ -4,10 +4,16 @@ import { sha256 } from '@idp/core';
 import { SessionRecord } from './session.entity';
 
 const DEFAULT_TTL_MS = 24 * 3600 * 1000;
+/** A rolling session's expiry is written again only once it would move by more than this. */
+export const TOUCH_INTERVAL_MS = 60_000;
+/** How many sessions' written expiry this replica remembers (forgotten all at once beyond it). */
+const KNOWN_EXPIRIES = 50_000;
 
 /** express-session store on TypeORM (SQLite or PostgreSQL). Keys are hashed session ids. */
 export class TypeOrmSessionStore extends Store {
   private readonly timer: NodeJS.Timeout;
+  /** The expiry last read or written here, per hashed session id (to skip needless touches). */
+  private readonly expiries = new Map<string, number>();
 
   constructor(private readonly repo: Repository<SessionRecord>) {
     super();
@@ -21,10 +27,12 @@ export class TypeOrmSessionStore extends Store {
   }
 
   get(sid: string, cb: (err: unknown, session?: SessionData | null) => void): void {
+    const key = sha256(sid);
     this.repo
-      .findOne({ where: { sid_hash: sha256(sid) } })
+      .findOne({ where: { sid_hash: key } })
       .then((row) => {
         if (!row || row.expires_at.getTime() <= Date.now()) return cb(null, null);
+        this.remember(key, row.expires_at.getTime());
         cb(null, JSON.parse(row.data));
       })
       .catch((err) => cb(err));
@@ -33,24 +41,53 @@ export class TypeOrmSessionStore extends Store {
   set(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
     const userId = (session as SessionData & { passport?: { user?: { sub?: string } } }).passport?.user?.sub ?? null;
+    const key = sha256(sid);
     this.repo
-      .upsert({ sid_hash: sha256(sid), data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])
-      .then(() => cb?.())
+      .upsert({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])
+      .then(() => {
+        this.remember(key, expires.getTime());
+        cb?.();
+      })
       .catch((err) => cb?.(err));
   }
 
   destroy(sid: string, cb?: (err?: unknown) => void): void {
+    const key = sha256(sid);
+    this.forget(key);
     this.repo
-      .delete({ sid_hash: sha256(sid) })
+      .delete({ sid_hash: key })
       .then(() => cb?.())
       .catch((err) => cb?.(err));
   }
 
+  /**
+   * A rolling session (express-session `rolling: true`) is touched on every response; the row's
+   * expiry is only written when it moves by more than TOUCH_INTERVAL_MS, so a session in use is
+   * not one write per request. The row may then expire up to that much before the cookie does.
+   */
   touch(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
+    const key = sha256(sid);
+    const known = this.expiries.get(key);
+    if (known !== undefined && expires.getTime() - known < TOUCH_INTERVAL_MS) {
+      cb?.();
+      return;
+    }
     this.repo
-      .update({ sid_hash: sha256(sid) }, { expires_at: expires })
-      .then(() => cb?.())
+      .update({ sid_hash: key }, { expires_at: expires })
+      .then(() => {
+        this.remember(key, expires.getTime());
+        cb?.();
+      })
       .catch((err) => cb?.(err));
+  }
+
+  private remember(key: string, expires: number): void {
+    if (this.expiries.size >= KNOWN_EXPIRIES) this.expiries.clear();
+    this.expiries.set(key, expires);
+  }
+
+  private forget(key: string): void {
+    this.expiries.delete(key);
   }
 }
