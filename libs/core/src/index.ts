@@ -18,3 +18,4 @@ export * from './sqlite-gate';
 export * from './overrides';
 export * from './boot-context';
 export * from './protocol';
+export * from './direct-sql';

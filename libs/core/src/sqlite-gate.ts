@@ -11,7 +11,7 @@ import type { DataSource } from 'typeorm';
  * transaction).
  */
 export function gateSqliteTransactions(ds: DataSource): void {
-  if (ds.options.type !== 'better-sqlite3') return;
+  if (ds.options.type !== 'better-sqlite3' || gates.has(ds)) return;
   const inside = new AsyncLocalStorage<symbol>();
   let active: symbol | null = null; // the open transaction
   let pending = 0; // transactions waiting to start (new outside statements queue behind them)
@@ -26,21 +26,24 @@ export function gateSqliteTransactions(ds: DataSource): void {
   const ours = () => active !== null && inside.getStore() === active;
 
   // Every check-and-claim below runs without an await in between, so it is atomic.
-  const manager = ds.manager as unknown as { transaction: (...args: unknown[]) => Promise<unknown> };
-  const transaction = manager.transaction.bind(manager);
-  manager.transaction = async (...args: unknown[]) => {
-    if (ours()) return transaction(...args); // nested: a savepoint of the open transaction
+  const exclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
     pending++;
     while (active || inflight > 0) await sleep();
     pending--;
     const token = Symbol('transaction');
     active = token;
     try {
-      return await inside.run(token, () => transaction(...args));
+      return await inside.run(token, fn);
     } finally {
       active = null;
       wake();
     }
+  };
+  const manager = ds.manager as unknown as { transaction: (...args: unknown[]) => Promise<unknown> };
+  const transaction = manager.transaction.bind(manager);
+  manager.transaction = async (...args: unknown[]) => {
+    if (ours()) return transaction(...args); // nested: a savepoint of the open transaction
+    return exclusive(() => transaction(...args));
   };
 
   const runner = ds.createQueryRunner();
@@ -55,4 +58,29 @@ export function gateSqliteTransactions(ds: DataSource): void {
       if (--inflight === 0) wake();
     }
   }) as typeof runner.query;
+
+  gates.set(ds, {
+    inTransaction: ours,
+    transaction: (fn) => (ours() ? fn() : exclusive(fn)),
+    async statement<T>(fn: () => T): Promise<T> {
+      if (!ours()) while (active || pending > 0) await sleep();
+      return fn();
+    },
+  });
+}
+
+/** The gate of a SQLite DataSource, for statements run on the connection directly (direct-sql.ts). */
+export interface SqliteGate {
+  /** Whether the caller runs inside the open transaction. */
+  inTransaction(): boolean;
+  /** Runs `fn` as the one open transaction (or inside it, when the caller already is). */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs a synchronous statement when no transaction of others is open (at once inside ours). */
+  statement<T>(fn: () => T): Promise<T>;
+}
+
+const gates = new WeakMap<DataSource, SqliteGate>();
+
+export function sqliteGate(ds: DataSource): SqliteGate | undefined {
+  return gates.get(ds);
 }

@@ -1,0 +1,100 @@
+import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
+import { DirectSql } from './direct-sql';
+import { gateSqliteTransactions } from './sqlite-gate';
+import { freshDatabase, onPostgres } from '../../../test/support/server';
+
+@Entity('direct_sql_rows')
+class Row {
+  @PrimaryColumn({ type: 'varchar', length: 64 }) id: string;
+  @Column({ type: 'simple-json' }) scopes: string[];
+  @Column({ type: 'varchar', length: 64, nullable: true }) note: string | null;
+  @Column({ type: 'integer' }) n: number;
+  @Column() at: Date;
+  @Column({ nullable: true, type: Date }) used_at: Date | null;
+}
+
+const where = onPostgres ? 'PostgreSQL' : 'SQLite';
+
+describe(`DirectSql (${where})`, () => {
+  let ds: DataSource;
+  let drop: () => Promise<void>;
+  let direct: DirectSql;
+  const row = (id: string, extra: Partial<Row> = {}): Row => ({ id, scopes: ['openid', 'x y'], note: null, n: 7, at: new Date('2026-11-25T10:11:12.345Z'), used_at: null, ...extra });
+
+  beforeEach(async () => {
+    const db = await freshDatabase();
+    drop = db.drop;
+    const url = new URL(db.url);
+    const schema = url.searchParams.get('schema') ?? undefined;
+    url.searchParams.delete('schema');
+    ds = db.url.startsWith('sqlite:')
+      ? new DataSource({ type: 'better-sqlite3', database: db.url.slice('sqlite:'.length), entities: [Row], synchronize: true })
+      : new DataSource({ type: 'postgres', url: url.toString(), schema, extra: { options: `-c search_path=${schema}` }, entities: [Row], synchronize: true });
+    gateSqliteTransactions(ds);
+    await ds.initialize();
+    direct = DirectSql.of(ds);
+  });
+  afterEach(async () => {
+    await ds.destroy();
+    await drop();
+  });
+
+  it('writes rows TypeORM reads back the same, and reads rows TypeORM wrote', async () => {
+    await direct.table(Row).insert(row('a'));
+    expect(await ds.getRepository(Row).findOneByOrFail({ id: 'a' })).toEqual(Object.assign(new Row(), row('a')));
+    await ds.getRepository(Row).insert(row('b', { note: 'n', used_at: new Date('2027-01-02T03:04:05.006Z') }));
+    expect(await direct.table(Row).findOne({ id: 'b' })).toEqual(row('b', { note: 'n', used_at: new Date('2027-01-02T03:04:05.006Z') }));
+    expect(await direct.table(Row).findOne({ id: 'none' })).toBeNull();
+  });
+
+  it('updates with IS NULL conditions (exactly once), upserts and deletes', async () => {
+    const t = direct.table(Row);
+    await t.insert(row('a'));
+    const used = new Date('2026-11-25T12:00:00.000Z');
+    expect(await t.update({ id: 'a', used_at: null }, { used_at: used })).toBe(1);
+    expect(await t.update({ id: 'a', used_at: null }, { used_at: new Date() })).toBe(0);
+    expect((await t.findOne({ id: 'a' }))?.used_at).toEqual(used);
+    await t.upsert(row('a', { n: 8, scopes: ['z'] }), ['id']);
+    await t.upsert(row('c'), ['id']);
+    expect(await t.findOne({ id: 'a' })).toMatchObject({ n: 8, scopes: ['z'], used_at: null });
+    expect(await ds.getRepository(Row).count()).toBe(2);
+    expect(await t.delete({ id: 'c' })).toBe(1);
+    expect(await ds.getRepository(Row).count()).toBe(1);
+  });
+
+  it('commits a transaction whole, or rolls it back whole', async () => {
+    const t = direct.table(Row);
+    await direct.transaction(async (tx) => {
+      await t.insert(row('a'), tx);
+      await t.update({ id: 'a' }, { n: 9 }, tx);
+    });
+    await expect(
+      direct.transaction(async (tx) => {
+        await t.insert(row('b'), tx);
+        await t.update({ id: 'a' }, { n: 10 }, tx);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    expect(await ds.getRepository(Row).find({ order: { id: 'ASC' } })).toEqual([Object.assign(new Row(), row('a', { n: 9 }))]);
+  });
+
+  it('keeps its statements out of an open TypeORM transaction (and out of its rollback)', async () => {
+    const outside = new Promise((resolve) => setTimeout(() => resolve(direct.table(Row).insert(row('outside'))), 2));
+    await expect(
+      ds.transaction(async (m) => {
+        await m.getRepository(Row).insert(row('inside'));
+        await new Promise((r) => setTimeout(r, 20));
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    await outside;
+    expect((await ds.getRepository(Row).find()).map((r) => r.id)).toEqual(['outside']);
+  });
+
+  it('lets exactly one of 20 concurrent conditional updates win', async () => {
+    const t = direct.table(Row);
+    await t.insert(row('a'));
+    const results = await Promise.all(Array.from({ length: 20 }, () => direct.transaction((tx) => t.update({ id: 'a', used_at: null }, { used_at: new Date() }, tx))));
+    expect(results.filter((n) => n === 1)).toHaveLength(1);
+  });
+});

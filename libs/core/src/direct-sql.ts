@@ -1,0 +1,291 @@
+import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
+import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import { createHash } from 'node:crypto';
+import { sqliteGate } from './sqlite-gate';
+
+/**
+ * Single-table statements on the hot paths (sessions, codes, refresh tokens, consents), run on the
+ * driver itself: better-sqlite3 prepared statements (synchronous, through the transaction gate),
+ * or pg named prepared statements on TypeORM's own pool. TypeORM's query builder and query runner
+ * cost several times the statement itself (docs/performance.md); the SQL is built once per shape
+ * from the entity metadata, and values are converted by TypeORM's own driver functions both ways,
+ * so rows read and written here are exactly the rows TypeORM reads and writes.
+ */
+export class DirectSql {
+  private static readonly instances = new WeakMap<DataSource, DirectSql>();
+  private readonly tables = new Map<unknown, DirectTable<ObjectLiteral>>();
+  private readonly exec: Executor;
+
+  static of(ds: DataSource): DirectSql {
+    let d = DirectSql.instances.get(ds);
+    if (!d) {
+      d = new DirectSql(ds);
+      DirectSql.instances.set(ds, d);
+    }
+    return d;
+  }
+
+  private constructor(private readonly ds: DataSource) {
+    this.exec = ds.options.type === 'better-sqlite3' ? new SqliteExecutor(ds) : new PostgresExecutor(ds);
+  }
+
+  get dialect(): 'sqlite' | 'postgres' {
+    return this.exec.dialect;
+  }
+
+  table<E extends ObjectLiteral>(entity: EntityTarget<E>): DirectTable<E> {
+    let t = this.tables.get(entity);
+    if (!t) {
+      t = new DirectTable(this.ds, this.ds.getMetadata(entity), this.exec) as unknown as DirectTable<ObjectLiteral>;
+      this.tables.set(entity, t);
+    }
+    return t as unknown as DirectTable<E>;
+  }
+
+  /** Runs `fn`'s statements in one transaction (committed when it resolves, rolled back when it throws). */
+  transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
+    return this.exec.transaction(fn);
+  }
+}
+
+/** The statements of one transaction: pass it to a DirectTable method to run inside it. */
+export interface DirectTx {
+  readonly kind: 'tx';
+  all(sql: Sql, params: unknown[]): Promise<Record<string, unknown>[]>;
+  run(sql: Sql, params: unknown[]): Promise<number>;
+}
+
+/** `where` values: a value matches by equality, `null` means IS NULL. */
+export type Where<E> = { [K in keyof E]?: E[K] | null };
+
+export class DirectTable<E extends ObjectLiteral> {
+  private readonly sql = new Map<string, Sql>();
+  private readonly table: string;
+  private readonly byProperty: Map<string, ColumnMetadata>;
+
+  constructor(private readonly ds: DataSource, private readonly meta: EntityMetadata, private readonly exec: Executor) {
+    this.table = meta.tablePath.split('.').map(quote).join('.');
+    this.byProperty = new Map(meta.columns.map((c) => [c.propertyName, c]));
+  }
+
+  async findOne(where: Where<E>, tx?: DirectTx): Promise<E | null> {
+    const keys = Object.keys(where);
+    const sql = this.cached(`select:${keys}`, () => {
+      const cols = this.meta.columns.map((c) => quote(c.databaseName)).join(', ');
+      return `SELECT ${cols} FROM ${this.table} WHERE ${this.conditions(keys, where)} LIMIT 1`;
+    }, where);
+    const rows = await (tx ?? this.exec).all(sql, this.values(keys, where, true));
+    return rows.length ? this.hydrate(rows[0]) : null;
+  }
+
+  async insert(row: Partial<E>, tx?: DirectTx): Promise<void> {
+    const keys = Object.keys(row);
+    const sql = this.cached(`insert:${keys}`, () => `INSERT INTO ${this.table} (${keys.map((k) => quote(this.column(k).databaseName)).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`);
+    await (tx ?? this.exec).run(sql, this.values(keys, row));
+  }
+
+  /** INSERT, or on a conflict of `conflict` columns, UPDATE every other column given. */
+  async upsert(row: Partial<E>, conflict: (keyof E & string)[], tx?: DirectTx): Promise<void> {
+    const keys = Object.keys(row);
+    const sql = this.cached(`upsert:${keys}:${conflict}`, () => {
+      const cols = keys.map((k) => quote(this.column(k).databaseName));
+      const target = conflict.map((k) => quote(this.column(k).databaseName)).join(', ');
+      const set = keys.filter((k) => !conflict.includes(k)).map((k) => `${quote(this.column(k).databaseName)} = excluded.${quote(this.column(k).databaseName)}`);
+      return `INSERT INTO ${this.table} (${cols.join(', ')}) VALUES (${keys.map(() => '?').join(', ')}) ON CONFLICT (${target}) DO UPDATE SET ${set.join(', ')}`;
+    });
+    await (tx ?? this.exec).run(sql, this.values(keys, row));
+  }
+
+  /** The number of rows changed. */
+  async update(where: Where<E>, set: Partial<E>, tx?: DirectTx): Promise<number> {
+    const setKeys = Object.keys(set);
+    const keys = Object.keys(where);
+    const sql = this.cached(`update:${setKeys}:${keys}`, () => {
+      const assignments = setKeys.map((k) => `${quote(this.column(k).databaseName)} = ?`).join(', ');
+      return `UPDATE ${this.table} SET ${assignments} WHERE ${this.conditions(keys, where)}`;
+    }, where);
+    return (tx ?? this.exec).run(sql, [...this.values(setKeys, set), ...this.values(keys, where, true)]);
+  }
+
+  async delete(where: Where<E>, tx?: DirectTx): Promise<number> {
+    const keys = Object.keys(where);
+    const sql = this.cached(`delete:${keys}`, () => `DELETE FROM ${this.table} WHERE ${this.conditions(keys, where)}`, where);
+    return (tx ?? this.exec).run(sql, this.values(keys, where, true));
+  }
+
+  private column(property: string): ColumnMetadata {
+    const c = this.byProperty.get(property);
+    if (!c) throw new Error(`${this.meta.name} has no column ${property}`);
+    return c;
+  }
+
+  /** The SQL of a shape, built once; `where` nulls are part of the shape (IS NULL takes no parameter). */
+  private cached(key: string, build: () => string, where?: Record<string, unknown>): Sql {
+    const nulls = where ? Object.keys(where).filter((k) => where[k] === null).join(',') : '';
+    const full = `${key}|${nulls}`;
+    let sql = this.sql.get(full);
+    if (!sql) {
+      sql = this.exec.prepare(build());
+      this.sql.set(full, sql);
+    }
+    return sql;
+  }
+
+  private conditions(keys: string[], where: Record<string, unknown>): string {
+    return keys.map((k) => `${quote(this.column(k).databaseName)} ${where[k] === null ? 'IS NULL' : '= ?'}`).join(' AND ');
+  }
+
+  /** Parameters of `keys` in `source`; in a `where`, a null is IS NULL and takes none. */
+  private values(keys: string[], source: Record<string, unknown>, where = false): unknown[] {
+    const out: unknown[] = [];
+    for (const k of keys) {
+      const v = source[k];
+      if (v === null && where) continue;
+      out.push(v === null || v === undefined ? null : this.ds.driver.preparePersistentValue(v, this.column(k)));
+    }
+    return out;
+  }
+
+  private hydrate(raw: Record<string, unknown>): E {
+    const e = {} as Record<string, unknown>;
+    for (const c of this.meta.columns) e[c.propertyName] = this.ds.driver.prepareHydratedValue(raw[c.databaseName], c);
+    return e as E;
+  }
+}
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** A statement's text for its dialect (`?` for SQLite, `$n` for PostgreSQL) and its prepared-statement name. */
+export interface Sql {
+  text: string;
+  name: string;
+}
+
+interface Executor extends Omit<DirectTx, 'kind'> {
+  readonly dialect: 'sqlite' | 'postgres';
+  prepare(text: string): Sql;
+  transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T>;
+}
+
+interface SqliteStatement {
+  reader: boolean;
+  all(...params: unknown[]): Record<string, unknown>[];
+  run(...params: unknown[]): { changes: number };
+}
+interface SqliteDb {
+  prepare(sql: string): SqliteStatement;
+  exec(sql: string): void;
+}
+
+class SqliteExecutor implements Executor {
+  readonly dialect = 'sqlite' as const;
+  private readonly statements = new Map<string, SqliteStatement>();
+  private readonly gate;
+
+  constructor(private readonly ds: DataSource) {
+    const gate = sqliteGate(ds);
+    if (!gate) throw new Error('DirectSql on SQLite needs the transaction gate (gateSqliteTransactions)');
+    this.gate = gate;
+  }
+
+  private get db(): SqliteDb {
+    return (this.ds.driver as unknown as { databaseConnection: SqliteDb }).databaseConnection;
+  }
+
+  prepare(text: string): Sql {
+    return { text, name: text };
+  }
+
+  private stmt(sql: Sql): SqliteStatement {
+    let s = this.statements.get(sql.text);
+    if (!s) {
+      s = this.db.prepare(sql.text);
+      this.statements.set(sql.text, s);
+    }
+    return s;
+  }
+
+  all(sql: Sql, params: unknown[]): Promise<Record<string, unknown>[]> {
+    return this.gate.statement(() => this.stmt(sql).all(...params.map(sqliteValue)));
+  }
+
+  run(sql: Sql, params: unknown[]): Promise<number> {
+    return this.gate.statement(() => this.stmt(sql).run(...params.map(sqliteValue)).changes);
+  }
+
+  transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
+    // Nested in an open transaction (ours): its statements are part of it.
+    if (this.gate.inTransaction()) return fn({ kind: 'tx', all: (s, p) => this.all(s, p), run: (s, p) => this.run(s, p) });
+    return this.gate.transaction(async () => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await fn({ kind: 'tx', all: (s, p) => this.all(s, p), run: (s, p) => this.run(s, p) });
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // already rolled back by SQLite (e.g. after SQLITE_FULL)
+        }
+        throw err;
+      }
+    });
+  }
+}
+
+/** better-sqlite3 binds no booleans. */
+const sqliteValue = (v: unknown) => (typeof v === 'boolean' ? (v ? 1 : 0) : v);
+
+interface PgClient {
+  query(q: { text: string; name?: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+  release(err?: boolean | Error): void;
+}
+interface PgPool {
+  query: PgClient['query'];
+  connect(): Promise<PgClient>;
+}
+
+class PostgresExecutor implements Executor {
+  readonly dialect = 'postgres' as const;
+
+  constructor(private readonly ds: DataSource) {}
+
+  private get pool(): PgPool {
+    return (this.ds.driver as unknown as { master: PgPool }).master;
+  }
+
+  prepare(text: string): Sql {
+    let n = 0;
+    const pg = text.replace(/\?/g, () => `$${++n}`);
+    return { text: pg, name: `idp_${createHash('sha1').update(pg).digest('hex').slice(0, 20)}` };
+  }
+
+  async all(sql: Sql, params: unknown[], client: Pick<PgClient, 'query'> = this.pool): Promise<Record<string, unknown>[]> {
+    return (await client.query({ text: sql.text, name: sql.name, values: params })).rows;
+  }
+
+  async run(sql: Sql, params: unknown[], client: Pick<PgClient, 'query'> = this.pool): Promise<number> {
+    return (await client.query({ text: sql.text, name: sql.name, values: params })).rowCount ?? 0;
+  }
+
+  async transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query({ text: 'BEGIN' });
+      const result = await fn({ kind: 'tx', all: (s, p) => this.all(s, p, client), run: (s, p) => this.run(s, p, client) });
+      await client.query({ text: 'COMMIT' });
+      return result;
+    } catch (err) {
+      try {
+        await client.query({ text: 'ROLLBACK' });
+      } catch (e) {
+        broken = e as Error; // the connection is gone: do not return it to the pool
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
