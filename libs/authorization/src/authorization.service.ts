@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
-import { EntityManager, IsNull, LessThan, Repository } from 'typeorm';
-import { IdpEvents, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
+import { LessThan, Repository } from 'typeorm';
+import { DirectSql, DirectTable, DirectTx, IdpEvents, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
 import { ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -14,12 +14,16 @@ export const CODE_TTL_S = 60;
 @Injectable()
 export class AuthorizationService {
   private sweeps = 0;
+  /** Issuing, finding and redeeming codes: direct statements (DirectSql); the sweep stays on TypeORM. */
+  private readonly rows: DirectTable<AuthorizationCode>;
 
   constructor(
     @InjectRepository(AuthorizationCode) private readonly codes: Repository<AuthorizationCode>,
     private readonly consents: ConsentService,
     private readonly events: IdpEvents,
-  ) {}
+  ) {
+    this.rows = DirectSql.of(codes.manager.connection).table(AuthorizationCode);
+  }
 
   /**
    * After the login: a code, or the consent page, or an error. The user's answer on the consent
@@ -47,7 +51,7 @@ export class AuthorizationService {
   async issueCode(ar: AuthorizeRequest, user: SessionUser): Promise<string> {
     const code = randomToken(32);
     const now = new Date();
-    await this.codes.insert({
+    await this.rows.insert({
       code_hash: sha256(code), client_id: ar.client.client_id, user_id: user.sub, redirect_uri: ar.redirectUri,
       code_challenge: ar.codeChallenge ?? null, scopes: ar.scopes, audience: ar.api?.identifier ?? null, nonce: ar.nonce ?? null,
       auth_time: user.auth_time, sid: user.sid, amr: (user.amr ?? ['pwd']).join(' '),
@@ -61,7 +65,7 @@ export class AuthorizationService {
   /** The stored code (used or not), or null for a code this server never issued. */
   async findCode(code: string): Promise<AuthorizationCode | null> {
     if (code.length > 256) return null;
-    return this.codes.findOne({ where: { code_hash: sha256(code) } });
+    return this.rows.findOne({ code_hash: sha256(code) });
   }
 
   /**
@@ -72,17 +76,14 @@ export class AuthorizationService {
    * and match nothing). A code is thus never used without its tokens being recorded, even when the
    * database goes away half way. False when another redemption won.
    */
-  async redeemCode(codeHash: string, access: { jti: string; exp: number }, m: EntityManager): Promise<boolean> {
-    const res = await m.getRepository(AuthorizationCode).update(
-      { code_hash: codeHash, used_at: IsNull() },
-      { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) },
-    );
-    return res.affected === 1;
+  async redeemCode(codeHash: string, access: { jti: string; exp: number }, tx: DirectTx): Promise<boolean> {
+    const changed = await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) }, tx);
+    return changed === 1;
   }
 
   /** A failed redemption attempt uses the code up (a code gets one attempt). */
   async burnCode(codeHash: string): Promise<void> {
-    await this.codes.update({ code_hash: codeHash, used_at: IsNull() }, { used_at: new Date() });
+    await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: new Date() });
   }
 
   /** Expired codes are kept a day (to recognize replays) and then deleted. */

@@ -1,7 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { IdpEvents, isUniqueViolation, uuidv7 } from '@idp/core';
+import { DirectSql, IdpEvents, isUniqueViolation, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { Consent, ConsentScopes } from './consent.entity';
 
@@ -68,7 +68,8 @@ export class ConsentService {
   }
 
   find(userId: string, clientId: string): Promise<Consent | null> {
-    return this.db.getRepository(Consent).findOne({ where: { user_id: userId, client_id: clientId } });
+    // On every /authorize: a direct statement (DirectSql), not the query builder.
+    return DirectSql.of(this.db).table(Consent).findOne({ user_id: userId, client_id: clientId });
   }
 
   listForUser(userId: string): Promise<Consent[]> {

@@ -1,7 +1,7 @@
 import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
 import { createHash } from 'node:crypto';
-import { sqliteGate } from './sqlite-gate';
+import { gateSqliteTransactions, sqliteGate } from './sqlite-gate';
 
 /**
  * Single-table statements on the hot paths (sessions, codes, refresh tokens, consents), run on the
@@ -183,9 +183,9 @@ class SqliteExecutor implements Executor {
   private readonly gate;
 
   constructor(private readonly ds: DataSource) {
-    const gate = sqliteGate(ds);
-    if (!gate) throw new Error('DirectSql on SQLite needs the transaction gate (gateSqliteTransactions)');
-    this.gate = gate;
+    // The identity module gates its DataSource at creation; one made elsewhere (a test module) is gated here.
+    if (!sqliteGate(ds)) gateSqliteTransactions(ds);
+    this.gate = sqliteGate(ds)!;
   }
 
   private get db(): SqliteDb {

@@ -1,6 +1,6 @@
 import { Store, type SessionData } from 'express-session';
 import { LessThan, Repository } from 'typeorm';
-import { sha256 } from '@idp/core';
+import { DirectSql, DirectTable, sha256 } from '@idp/core';
 import { SessionRecord } from './session.entity';
 
 const DEFAULT_TTL_MS = 24 * 3600 * 1000;
@@ -9,14 +9,18 @@ export const TOUCH_INTERVAL_MS = 60_000;
 /** How many sessions' written expiry this replica remembers (forgotten all at once beyond it). */
 const KNOWN_EXPIRIES = 50_000;
 
-/** express-session store on TypeORM (SQLite or PostgreSQL). Keys are hashed session ids. */
+/** express-session store in the database (SQLite or PostgreSQL). Keys are hashed session ids. */
 export class TypeOrmSessionStore extends Store {
   private readonly timer: NodeJS.Timeout;
   /** The expiry last read or written here, per hashed session id (to skip needless touches). */
   private readonly expiries = new Map<string, number>();
 
+  /** The per-request reads and writes, on the driver (DirectSql); the sweep stays on TypeORM. */
+  private readonly rows: DirectTable<SessionRecord>;
+
   constructor(private readonly repo: Repository<SessionRecord>) {
     super();
+    this.rows = DirectSql.of(repo.manager.connection).table(SessionRecord);
     // Expired rows are swept every 10 minutes (a read also ignores them).
     this.timer = setInterval(() => void this.repo.delete({ expires_at: LessThan(new Date()) }).catch(() => undefined), 10 * 60_000);
     this.timer.unref();
@@ -28,8 +32,8 @@ export class TypeOrmSessionStore extends Store {
 
   get(sid: string, cb: (err: unknown, session?: SessionData | null) => void): void {
     const key = sha256(sid);
-    this.repo
-      .findOne({ where: { sid_hash: key } })
+    this.rows
+      .findOne({ sid_hash: key })
       .then((row) => {
         if (!row || row.expires_at.getTime() <= Date.now()) return cb(null, null);
         this.remember(key, row.expires_at.getTime());
@@ -42,7 +46,7 @@ export class TypeOrmSessionStore extends Store {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
     const userId = (session as SessionData & { passport?: { user?: { sub?: string } } }).passport?.user?.sub ?? null;
     const key = sha256(sid);
-    this.repo
+    this.rows
       .upsert({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])
       .then(() => {
         this.remember(key, expires.getTime());
@@ -54,7 +58,7 @@ export class TypeOrmSessionStore extends Store {
   destroy(sid: string, cb?: (err?: unknown) => void): void {
     const key = sha256(sid);
     this.forget(key);
-    this.repo
+    this.rows
       .delete({ sid_hash: key })
       .then(() => cb?.())
       .catch((err) => cb?.(err));
@@ -73,7 +77,7 @@ export class TypeOrmSessionStore extends Store {
       cb?.();
       return;
     }
-    this.repo
+    this.rows
       .update({ sid_hash: key }, { expires_at: expires })
       .then(() => {
         this.remember(key, expires.getTime());

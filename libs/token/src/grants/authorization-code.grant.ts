@@ -52,8 +52,8 @@ export class AuthorizationCodeGrant implements GrantHandler {
       return await this.tokens.issue(
         { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
         req,
-        async (m, access) => {
-          if (!(await this.authorization.redeemCode(code.code_hash, access, m))) {
+        async (tx, access) => {
+          if (!(await this.authorization.redeemCode(code.code_hash, access, tx))) {
             lost = true;
             throw invalidGrant('the code is invalid, expired or already used', 'concurrent redemption');
           }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, EntityManager } from 'typeorm';
-import { IdpEvents, uuidv7 } from '@idp/core';
+import { DataSource } from 'typeorm';
+import { DirectSql, DirectTable, DirectTx, IdpEvents, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
@@ -39,7 +39,13 @@ export interface UserGrant {
  */
 @Injectable()
 export class UserTokens {
-  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() private readonly db: DataSource) {}
+  private readonly direct: DirectSql;
+  private readonly refreshRows: DirectTable<RefreshToken>;
+
+  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource) {
+    this.direct = DirectSql.of(db);
+    this.refreshRows = this.direct.table(RefreshToken);
+  }
 
   /**
    * Refresh tokens only with offline_access granted, the refresh_token grant registered, and the
@@ -59,7 +65,7 @@ export class UserTokens {
    * Signs the tokens, then writes the new refresh token and whatever `write` adds in one
    * transaction, and announces the issuance after the commit.
    */
-  async issue(g: UserGrant, req: TokenRequest, write?: (m: EntityManager, access: IssuedAccessToken) => Promise<void>): Promise<TokenResponse> {
+  async issue(g: UserGrant, req: TokenRequest, write?: (tx: DirectTx, access: IssuedAccessToken) => Promise<void>): Promise<TokenResponse> {
     const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
@@ -72,17 +78,17 @@ export class UserTokens {
       });
     }
     const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;
-    await this.db.transaction(async (m) => {
+    await this.direct.transaction(async (tx) => {
       if (refresh) {
         const now = new Date();
-        await m.getRepository(RefreshToken).insert({
+        await this.refreshRows.insert({
           token_hash: refresh.hash, family_id: g.family?.id ?? uuidv7(), client_id: g.client.client_id, user_id: g.user.id, scopes: g.refreshScopes ?? g.scopes,
           audience: g.api?.identifier ?? null, sid: g.sid, auth_time: g.authTime, amr: g.amr.join(' '), code_hash: g.codeHash ?? null,
           created_at: now, expires_at: g.family?.expiresAt ?? new Date(now.getTime() + REFRESH_FAMILY_LIFETIME_S * 1000),
           used_at: null, revoked_at: null, access_jti: access.jti, access_exp: new Date(access.exp * 1000),
-        });
+        }, tx);
       }
-      await write?.(m, access);
+      await write?.(tx, access);
     });
     if (refresh) response.refresh_token = refresh.token;
     await this.events.emit('token.issued', access.event);
