@@ -238,6 +238,8 @@ class SqliteExecutor implements Executor {
 const sqliteValue = (v: unknown) => (typeof v === 'boolean' ? (v ? 1 : 0) : v);
 
 interface PgClient {
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  off(event: 'error', listener: (err: Error) => void): unknown;
   query(q: { text: string; name?: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
   release(err?: boolean | Error): void;
 }
@@ -272,6 +274,11 @@ class PostgresExecutor implements Executor {
   async transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // A checked-out client that loses its connection emits 'error' (the pending query rejects too).
+    const lost = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', lost);
     try {
       await client.query({ text: 'BEGIN' });
       const result = await fn({ kind: 'tx', all: (s, p) => this.all(s, p, client), run: (s, p) => this.run(s, p, client) });
@@ -285,6 +292,7 @@ class PostgresExecutor implements Executor {
       }
       throw err;
     } finally {
+      client.off('error', lost);
       client.release(broken);
     }
   }
