@@ -1,5 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './support/server';
@@ -55,6 +55,8 @@ describe('the server process (npm start)', () => {
     [{ IDP_SECRET_KEY: 'short' }, 'IDP_SECRET_KEY'],
     [{ IDP_ADMIN_CLIENT_ID: 'admin' }, 'IDP_ADMIN_CLIENT_SECRET'],
     [{ IDP_RATE_LIMIT: 'maybe' }, 'IDP_RATE_LIMIT'],
+    [{ IDP_POOL_NICE: '20' }, 'IDP_POOL_NICE'],
+    [{ SQLITE_SYNCHRONOUS: 'off' }, 'SQLITE_SYNCHRONOUS'],
   ])('refuses to start with %j, in one line naming %s and no stack', async (env, variable) => {
     const r = run({ DATABASE_URL: 'sqlite::memory:', ...env });
     expect(await r.exited).toBe(1);
@@ -99,4 +101,26 @@ describe('the server process (npm start)', () => {
     r.proc.kill('SIGTERM');
     expect(await r.exited).toBe(0);
   }, 30_000);
+
+  (process.platform === 'linux' ? it : it.skip)('runs the thread pool (signing, hashing) at a lower priority than the event loop, unless IDP_POOL_NICE=0', async () => {
+    const nices = (pid: number) =>
+      readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      });
+    for (const [env, expected] of [[{}, 10], [{ IDP_POOL_NICE: '7' }, 7], [{ IDP_POOL_NICE: '0' }, 0]] as const) {
+      const r = run({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: 'sqlite::memory:', ...env });
+      const line = (await ready(r)) as { url: string; pool_threads_reniced: number };
+      const threads = nices(r.proc.pid!);
+      expect(line.pool_threads_reniced).toBe(expected ? 4 : 0);
+      expect(threads.filter((t) => t.nice === expected && expected > 0)).toHaveLength(expected ? 4 : 0);
+      // The event loop (the main thread, whose id is the pid) and every other thread keep nice 0.
+      expect(threads.find((t) => t.tid === r.proc.pid)?.nice).toBe(0);
+      expect(threads.filter((t) => t.nice !== 0)).toHaveLength(expected ? 4 : 0);
+      // And it serves.
+      expect((await fetch(`${line.url}/.well-known/jwks.json`)).status).toBe(200);
+      r.proc.kill('SIGTERM');
+      expect(await r.exited).toBe(0);
+    }
+  }, 60_000);
 });

@@ -43,6 +43,11 @@ export class IdpConfig {
    * lose the last commits on a power loss or OS crash; `full` fsyncs every commit, on the event loop.
    */
   @IsIn(['normal', 'full']) sqliteSynchronous: 'normal' | 'full';
+  /**
+   * The nice value given to the libuv thread pool (signing, hashing) on Linux when the server runs
+   * as a process, so that it never takes the CPU from the event loop; 0 leaves it alone.
+   */
+  @IsInt() @Min(0) @Max(19) poolNice: number;
   /** Where IDP_SECRET_KEY came from: given, or generated and kept in a file (development only). */
   secretKeySource: 'env' | 'file' | 'ephemeral';
   /** When the SQLite database lives in a file, the folder it lives in. */
@@ -73,7 +78,7 @@ const VARIABLES: Record<string, keyof IdpConfig> = {
   NODE_ENV: 'nodeEnv', IDP_SIGNING_ALG: 'signingAlg', IDP_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   IDP_LOCKOUT_IP_THRESHOLD: 'lockoutIpThreshold', IDP_LOCKOUT_SECONDS: 'lockoutSeconds',
   IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', IDP_RATE_LIMIT_PROTOCOL: 'rateLimitProtocol',
-  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', SQLITE_SYNCHRONOUS: 'sqliteSynchronous', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
+  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', SQLITE_SYNCHRONOUS: 'sqliteSynchronous', IDP_POOL_NICE: 'poolNice', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
 };
 
 function int(env: Record<string, string | undefined>, name: string, dflt: number): number {
@@ -113,6 +118,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   c.redisPrefix = env.IDP_REDIS_PREFIX || 'idp:';
   c.logLevel = env.LOG_LEVEL || (c.nodeEnv === 'test' ? 'warn' : 'info');
   c.sqliteSynchronous = (env.SQLITE_SYNCHRONOUS?.toLowerCase() || 'normal') as IdpConfig['sqliteSynchronous'];
+  c.poolNice = int(env, 'IDP_POOL_NICE', 10);
 
   if (c.isSqlite && c.databaseUrl !== 'sqlite::memory:') {
     c.dataDir = dirname(resolve(c.databaseUrl.slice('sqlite:'.length)));

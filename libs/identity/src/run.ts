@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import type { DynamicModule, Type } from '@nestjs/common';
-import { ConfigError } from '@idp/core';
+import { ConfigError, loadConfig } from '@idp/core';
+import { lowerThreadPoolPriority } from './pool-priority';
 import { createIdentityApp } from './boot';
 
 function freePort(host = '0.0.0.0'): Promise<number> {
@@ -34,6 +35,8 @@ export function runIdentityApp(rootModule: Type<unknown> | DynamicModule): Promi
 async function main(rootModule: Type<unknown> | DynamicModule): Promise<void> {
   const started = Date.now();
   const env = { ...process.env };
+  // First, before anything starts libuv's thread pool (pool-priority.ts).
+  const reniced = await lowerThreadPoolPriority(loadConfig(env).poolNice);
   // PORT=0: pick a free port now, so that the default ISSUER (http://localhost:$PORT) names it.
   if (env.PORT?.trim() === '0') env.PORT = String(await freePort(env.HOST));
   const { app, config, logger } = await createIdentityApp(rootModule, env);
@@ -69,5 +72,7 @@ async function main(rootModule: Type<unknown> | DynamicModule): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  logger.write('info', `ready: listening on http://${host}:${port}`, { url: `http://${host}:${port}`, issuer: config.issuer, started_ms: Date.now() - started });
+  logger.write('info', `ready: listening on http://${host}:${port}`, {
+    url: `http://${host}:${port}`, issuer: config.issuer, started_ms: Date.now() - started, pool_threads_reniced: reniced.length,
+  });
 }
