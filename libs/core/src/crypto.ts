@@ -1,8 +1,27 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
+/**
+ * `n` bytes from the CSPRNG, taken from a 4 KiB block drawn at once: the same generator as
+ * randomBytes(n), without a call into OpenSSL for every id and token of every request. Each byte
+ * is handed out once.
+ */
+function random(n: number): Buffer {
+  if (n > RANDOM_BLOCK) return randomBytes(n);
+  if (randomOffset + n > randomBlock.length) {
+    randomBlock = randomBytes(RANDOM_BLOCK);
+    randomOffset = 0;
+  }
+  const out = randomBlock.subarray(randomOffset, randomOffset + n);
+  randomOffset += n;
+  return out;
+}
+const RANDOM_BLOCK = 4096;
+let randomBlock = Buffer.alloc(0);
+let randomOffset = 0;
+
 /** A URL-safe random string carrying `bytes` bytes of entropy (32 bytes = 256 bits by default). */
 export function randomToken(bytes = 32): string {
-  return randomBytes(bytes).toString('base64url');
+  return random(bytes).toString('base64url');
 }
 
 export function sha256(value: string | Buffer): string {
@@ -26,7 +45,7 @@ export function safeEqual(a: string, b: string): boolean {
  * index doubles as the order of cursor pagination.
  */
 export function uuidv7(now = Date.now()): string {
-  const b = randomBytes(16);
+  const b = random(16);
   b.writeUIntBE(now, 0, 6);
   b[6] = (b[6] & 0x0f) | 0x70;
   b[8] = (b[8] & 0x3f) | 0x80;

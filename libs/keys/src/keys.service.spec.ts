@@ -174,6 +174,38 @@ describe('KeysService', () => {
     ])('verify() rejects a token when %s', async (_, token, opts) => {
       await expect(keys.verify(await token(), opts)).rejects.toBeInstanceOf(joseErrors.JOSEError);
     });
+
+    // A token verified once is remembered (its signature is not checked again); every other check
+    // still runs on each call, with the errors jose itself would throw.
+    it.each<[string, JWTPayload, string | undefined, { typ?: string; audience?: string }]>([
+      ['another typ is required', claims(), 'JWT', { typ: 'at+jwt' }],
+      ['a typ is required and it has none', claims(), undefined, { typ: 'at+jwt' }],
+      ['another audience is required', claims(), 'at+jwt', { typ: 'at+jwt', audience: 'https://other.example.com' }],
+      ['an audience is required and it has none', claims({ aud: undefined }), 'at+jwt', { audience: 'https://api.example.com' }],
+    ])('verify() of a token it verified before still refuses it when %s, as jose does', async (_, c, typ, opts) => {
+      const token = await keys.sign(c, typ ? { typ } : {});
+      const expected = await jwtVerify(token, createLocalJWKSet(keys.jwks() as never), { issuer: ISSUER, clockTolerance: 5, ...opts }).then(
+        () => null,
+        (err: Error) => err.constructor,
+      );
+      expect(expected).not.toBeNull();
+      await expect(keys.verify(token, {})).resolves.toBeDefined();
+      await expect(keys.verify(token, opts)).rejects.toBeInstanceOf(expected!);
+      await expect(keys.verify(token, opts)).rejects.toBeInstanceOf(expected!);
+    });
+
+    it('verify() of a token it verified before still checks its expiry against the clock', async () => {
+      const token = await keys.sign(claims({ exp: now() + 2 }), { typ: 'at+jwt' });
+      await expect(keys.verify(token, { typ: 'at+jwt', audience: 'https://api.example.com' })).resolves.toBeDefined();
+      await expect(keys.verify(token, { typ: 'at+jwt', audience: ['https://x.example.com', 'https://api.example.com'] })).resolves.toBeDefined();
+      jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'] });
+      try {
+        jest.setSystemTime(Date.now() + 8_000); // past exp + the 5 s clock tolerance
+        await expect(keys.verify(token, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JWTExpired);
+      } finally {
+        jest.useRealTimers();
+      }
+    });
   });
 
   describe('rotate()', () => {
@@ -209,6 +241,7 @@ describe('KeysService', () => {
       const oldKid = keys.current().kid;
       const before = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
       const { kid } = await keys.rotate({ retireAfterSeconds: 3600 });
+      await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
       await moduleRef.get<DataSource>(getDataSourceToken()).getRepository(SigningKey).update({ kid: oldKid }, { publish_until: new Date(Date.now() - 1000) });
       await keys.reload();
       expect(keys.jwks().keys.map((k) => k.kid)).toEqual([kid]);
@@ -221,6 +254,7 @@ describe('KeysService', () => {
       const { kid } = await keys.rotate({ retireAfterSeconds: 1 });
       expect(keys.jwks().keys.map((k) => k.kid)).toContain(oldKid);
       const after = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
+      await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
       // Only the clock is faked: 10 s later, past publish_until and any JWKS response cache.
       jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'] });
       jest.setSystemTime(Date.now() + 10_000);

@@ -45,6 +45,37 @@ const WEBCRYPTO: Record<SigningAlg, RsaHashedImportParams | EcKeyImportParams | 
 };
 const RELOAD_MS = 30_000;
 
+const CLOCK_TOLERANCE_S = 5;
+/** How many verified JWTs are remembered (about 1 KiB each). */
+const VERIFIED_CACHE_SIZE = 5_000;
+
+/**
+ * The claim checks of jose's jwtVerify (with the options `verify` passes), for a JWT whose
+ * signature was verified before: `exp` and `nbf` against now (with the same clock tolerance),
+ * `typ`, `iss` and `aud`. Throws jose's own errors, so callers see no difference.
+ */
+export function checkCached(v: JWTVerifyResult, opts: { typ?: string; audience?: string | string[] }, issuer: string): JWTVerifyResult {
+  const { payload, protectedHeader } = v;
+  const now = Math.floor(Date.now() / 1000);
+  const normalize = (t: string) => t.toLowerCase().replace(/^application\//, '');
+  if (opts.typ && (typeof protectedHeader.typ !== 'string' || normalize(protectedHeader.typ) !== normalize(opts.typ))) {
+    throw new joseErrors.JWTClaimValidationFailed('unexpected "typ" JWT header value', payload, 'typ', 'check_failed');
+  }
+  if (payload.iss !== issuer) throw new joseErrors.JWTClaimValidationFailed('unexpected "iss" claim value', payload, 'iss', 'check_failed');
+  if (opts.audience) {
+    const wanted = Array.isArray(opts.audience) ? opts.audience : [opts.audience];
+    const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
+    if (!wanted.some((a) => aud.includes(a))) throw new joseErrors.JWTClaimValidationFailed('unexpected "aud" claim value', payload, 'aud', 'check_failed');
+  }
+  if (payload.nbf !== undefined && payload.nbf > now + CLOCK_TOLERANCE_S) {
+    throw new joseErrors.JWTClaimValidationFailed('"nbf" claim timestamp check failed', payload, 'nbf', 'check_failed');
+  }
+  if (payload.exp !== undefined && payload.exp <= now - CLOCK_TOLERANCE_S) {
+    throw new joseErrors.JWTExpired('"exp" claim timestamp check failed', payload, 'exp', 'check_failed');
+  }
+  return { payload, protectedHeader };
+}
+
 /**
  * Every signature and every verification of our own JWTs goes through here. Keys are loaded once
  * into memory as KeyObjects (private parts unsealed once, never re-parsed per request) and
@@ -58,6 +89,13 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
   private timer?: NodeJS.Timeout;
   private lastReload = 0;
   private jwksCache?: { at: number; body: { keys: Record<string, unknown>[] } };
+  /**
+   * JWTs whose signature has been verified here, with their decoded parts (bounded, oldest out
+   * first). A bearer token is presented many times in its life: the signature of the same bytes
+   * need not be checked again, but everything that depends on time, on the caller's options or on
+   * the key (retired since?) is, on every call (`checkCached`). Revocation is the caller's check.
+   */
+  private readonly verified = new Map<string, JWTVerifyResult & { kid: string }>();
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -215,13 +253,18 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     }
     if (!key) throw new joseErrors.JWKSNoMatchingKey();
     if (key.status === 'previous' && key.publishUntil && key.publishUntil.getTime() < Date.now()) throw new joseErrors.JWKSNoMatchingKey();
-    return jwtVerify(jwt, key.verifyKey, {
+    const cached = this.verified.get(jwt);
+    if (cached && cached.kid === key.kid) return checkCached(cached, opts, this.config.issuer);
+    const result = await jwtVerify(jwt, key.verifyKey, {
       issuer: this.config.issuer,
       algorithms: [key.alg],
       typ: opts.typ,
       audience: opts.audience,
-      clockTolerance: 5,
+      clockTolerance: CLOCK_TOLERANCE_S,
     });
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(jwt, { ...result, kid: key.kid });
+    return result;
   }
 
   /**
