@@ -1,9 +1,9 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, webcrypto } from 'node:crypto';
+import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, sign as cryptoSign, webcrypto } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
-import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, SignJWT, decodeProtectedHeader, errors as joseErrors } from 'jose';
+import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import { IdpConfig, IdpEvents } from '@idp/core';
 import { SigningKey } from './signing-key.entity';
 
@@ -17,11 +17,7 @@ interface LoadedKey {
   publicJwk: Record<string, unknown>;
   publicKey: KeyObject;
   privateKey?: KeyObject;
-  /**
-   * The same keys as WebCrypto CryptoKeys, imported once: jose signs and verifies with them
-   * through crypto.subtle, which runs RSA and ECDSA on libuv's thread pool instead of the event loop.
-   */
-  signKey?: CryptoKey;
+  /** The public key as a WebCrypto CryptoKey, imported once, for jose's jwtVerify. */
   verifyKey: CryptoKey;
   createdAt: Date;
   publishUntil: Date | null;
@@ -36,6 +32,17 @@ export interface KeyView {
 }
 
 const genKeyPair = promisify(generateKeyPair);
+
+/**
+ * The JWS signature (RFC 7515 §5.1, RFC 7518 §3) of `input`, computed on libuv's thread pool
+ * (node:crypto's callback form): RSASSA-PKCS1-v1_5 SHA-256, ECDSA P-256 SHA-256 as r || s
+ * (IEEE P1363), or Ed25519. Straight from the KeyObject, without WebCrypto's per-call layers.
+ */
+function signJws(alg: SigningAlg, key: KeyObject, input: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    cryptoSign(alg === 'EdDSA' ? null : 'sha256', input, alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key, (err, sig) => (err ? reject(err) : resolve(sig))),
+  );
+}
 
 /** WebCrypto parameters of each signing algorithm. */
 const WEBCRYPTO: Record<SigningAlg, RsaHashedImportParams | EcKeyImportParams | Algorithm> = {
@@ -153,7 +160,6 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       publicJwk: row.public_jwk,
       publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
       privateKey: createPrivateKey({ key: privateJwk as never, format: 'jwk' }),
-      signKey: await webcrypto.subtle.importKey('jwk', privateJwk, params, false, ['sign']),
       verifyKey: await webcrypto.subtle.importKey('jwk', publicJwk, params, true, ['verify']),
       createdAt: row.created_at,
       publishUntil: row.publish_until,
@@ -225,14 +231,16 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
 
   current(): LoadedKey {
     const k = this.currentKid ? this.keys.get(this.currentKid) : undefined;
-    if (!k || !k.signKey) throw new Error('no current signing key');
+    if (!k || !k.privateKey) throw new Error('no current signing key');
     return k;
   }
 
   /** Signs a JWT with the current key; `typ` goes in the protected header (e.g. `at+jwt`, RFC 9068). */
   async sign(claims: JWTPayload, opts: { typ?: string } = {}): Promise<string> {
     const k = this.current();
-    return new SignJWT(claims).setProtectedHeader({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) }).sign(k.signKey!);
+    const header = Buffer.from(JSON.stringify({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) })).toString('base64url');
+    const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    return `${input}.${(await signJws(k.alg, k.privateKey!, Buffer.from(input))).toString('base64url')}`;
   }
 
   /**
