@@ -25,7 +25,8 @@ const PUBLIC_METADATA = /^\/\.well-known\//;
  * CORS for browser clients (public SPAs): the discovery documents and JWKS are public; the token,
  * revocation and UserInfo endpoints answer preflights only for an origin some client registered in
  * `allowed_origins` (the token endpoint then allows the actual response only for that client's
- * own origins, in ClientAuthGuard). Nothing else is reachable cross-origin.
+ * own origins, in ProtocolEndpoints). Nothing else is reachable cross-origin. The actual UserInfo
+ * response gets its header in protocol-server.ts, which answers it before Express.
  */
 export function cors(clients: ClientsService) {
   return async (req: Request, res: Response, next: NextFunction) => {

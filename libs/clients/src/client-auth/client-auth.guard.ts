@@ -3,7 +3,11 @@ import type { Request, Response } from 'express';
 import type { Client } from '../client.entity';
 import { ClientAuthenticator } from './client-authenticator';
 
-/** Authenticates the calling client (token, revocation, introspection endpoints); sets `request.client`. */
+/**
+ * Authenticates the calling client on a Nest route of an extension's own (with the form body
+ * parsed by Express); sets `request.client`. The built-in token, revocation and introspection
+ * endpoints run the same ClientAuthenticator from ProtocolEndpoints (@idp/token).
+ */
 @Injectable()
 export class ClientAuthGuard implements CanActivate {
   constructor(private readonly authenticator: ClientAuthenticator) {}
