@@ -54,15 +54,8 @@ export class RefreshTokenGrant implements GrantHandler {
     }
 
     const rotate = client.refresh_token_rotation || client.isPublic;
-    const usedAt = new Date();
-    if (rotate) {
-      const won = await this.rows.update({ token_hash: hash, used_at: null, revoked_at: null }, { used_at: usedAt });
-      if (won !== 1) {
-        await this.revocation.revokeFamilies([row.family_id]);
-        await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
-        throw invalid();
-      }
-    }
+    // Presented again after a rotation: reuse (RFC 9700 §4.14.2), known without signing anything.
+    if (rotate && row.used_at) return this.reused(client, row);
 
     const user = await this.users.findById(row.user_id);
     if (!user || user.blocked) {
@@ -74,29 +67,44 @@ export class RefreshTokenGrant implements GrantHandler {
 
     // The new refresh token keeps the family's scopes (narrowing applies to this access token only)
     // and its absolute expiry; without rotation the same refresh token stays valid and none is sent.
-    let revokedMeanwhile = false;
-    const response = await this.tokens.issue(
-      {
-        client, user, scopes, api, authTime: row.auth_time, sid: row.sid, amr: row.amr.split(' '), grantType: 'refresh_token',
-        family: { id: row.family_id, expiresAt: row.expires_at }, codeHash: row.code_hash ?? undefined,
-        refreshScopes: row.scopes, noNewRefresh: !rotate,
-      },
-      req,
-      rotate
-        ? async (tx) => {
-            // A concurrent reuse of the presented token revokes the family, and the new token with
-            // it. Writing the presented token's row holds it until the commit: either a revocation
-            // already under way is seen here (and applied to the new token right after the
-            // commit, before anyone has seen it), or it waits for this commit and then finds the
-            // new token (RevocationService.revokeFamilies).
-            await this.rows.update({ token_hash: hash }, { used_at: usedAt }, tx);
-            revokedMeanwhile = !!(await this.rows.findOne({ token_hash: hash }, tx))?.revoked_at;
-          }
-        : async (tx, access) => {
-            await this.rows.update({ token_hash: hash }, { access_jti: access.jti, access_exp: new Date(access.exp * 1000) }, tx);
-          },
-    );
-    if (revokedMeanwhile) await this.revocation.revokeFamilies([row.family_id]);
-    return response;
+    let lost = false;
+    try {
+      return await this.tokens.issue(
+        {
+          client, user, scopes, api, authTime: row.auth_time, sid: row.sid, amr: row.amr.split(' '), grantType: 'refresh_token',
+          family: { id: row.family_id, expiresAt: row.expires_at }, codeHash: row.code_hash ?? undefined,
+          refreshScopes: row.scopes, noNewRefresh: !rotate,
+        },
+        req,
+        rotate
+          ? async (tx) => {
+              // In the transaction that adds the new token, one conditional UPDATE uses the
+              // presented one up: exactly one of concurrent uses wins it. It also holds the row
+              // until the commit, so a revocation under way either committed first (no row
+              // matches: nothing is added) or waits for this commit and then finds the new token
+              // too (RevocationService.revokeFamilies).
+              if ((await this.rows.update({ token_hash: hash, used_at: null, revoked_at: null }, { used_at: new Date() }, tx)) !== 1) {
+                lost = true;
+                throw invalid();
+              }
+            }
+          : async (tx, access) => {
+              await this.rows.update({ token_hash: hash }, { access_jti: access.jti, access_exp: new Date(access.exp * 1000) }, tx);
+            },
+      );
+    } catch (err) {
+      if (!lost) throw err;
+      // Another use won, or a revocation came first: read the row again to tell which.
+      const now = await this.rows.findOne({ token_hash: hash });
+      if (now?.used_at && !now.revoked_at) return this.reused(client, row);
+      throw invalid(); // revoked meanwhile (its family with it)
+    }
+  }
+
+  /** A used refresh token presented again: the whole family is revoked, and the reuse announced. */
+  private async reused(client: Client, row: RefreshToken): Promise<never> {
+    await this.revocation.revokeFamilies([row.family_id]);
+    await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
+    throw invalidGrant('the refresh token is invalid, expired or revoked');
   }
 }
