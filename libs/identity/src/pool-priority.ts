@@ -12,10 +12,10 @@ function tasks(): number[] {
 }
 
 /**
- * Lowers the scheduling priority of libuv's thread pool, where RSA/ECDSA signing (WebCrypto) and
+ * Lowers the scheduling priority of libuv's thread pool, where JWT signing (node:crypto) and
  * argon2id hashing run, below the event loop's. On a machine with fewer cores than busy threads
  * (a 2-core machine signs on 4 pool threads), a woken pool thread otherwise preempts the event
- * loop, which then waits for a signature it does not need; the profile showed a third of the event
+ * loop, which then waits for a CPU with every request it holds; the profile showed a third of the event
  * loop's time lost that way (docs/performance.md). At a higher nice value the pool still gets every
  * cycle the event loop leaves.
  *
