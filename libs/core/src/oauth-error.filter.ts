@@ -1,11 +1,25 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, LoggerService } from '@nestjs/common';
 import type { Response } from 'express';
 import { httpMessage, isDatabaseUnavailable, toOAuthError } from './errors';
 
 /**
- * Renders protocol errors as RFC 6749 §5.2 JSON: `error`, `error_description`,
- * `Cache-Control: no-store`, plus the error's own headers (WWW-Authenticate, Retry-After).
- * Bound to the token, revocation, introspection and userinfo controllers.
+ * A protocol error as RFC 6749 §5.2 JSON: `error`, `error_description`, `Cache-Control: no-store`,
+ * the error's own headers (WWW-Authenticate, Retry-After), Retry-After on 503. Logs 5xx (and a
+ * hint, at debug) under `TokenErrorFilter`. The one rendering of the lean protocol path
+ * (protocol-server.ts) and of TokenErrorFilter.
+ */
+export function protocolErrorResponse(exception: unknown, log: Pick<LoggerService, 'error' | 'debug'>): { status: number; headers: Record<string, string>; body: { error: string; error_description: string } } {
+  const err = toOAuthError(exception);
+  if (err.status >= 500) log.error(`${err.code}: ${err.hint ?? ''}`, 'TokenErrorFilter');
+  else if (err.hint) log.debug?.(`${err.code}: ${err.hint}`, 'TokenErrorFilter');
+  const headers: Record<string, string> = { 'Cache-Control': 'no-store', Pragma: 'no-cache', ...err.headers };
+  if (err.status === 503) headers['Retry-After'] = '5';
+  return { status: err.status, headers, body: { error: err.code, error_description: err.description } };
+}
+
+/**
+ * Renders protocol errors as RFC 6749 §5.2 JSON (protocolErrorResponse), for a Nest route of an
+ * extension's own that speaks OAuth; the built-in protocol endpoints are answered by the lean path.
  */
 @Catch()
 export class TokenErrorFilter implements ExceptionFilter {
@@ -13,16 +27,11 @@ export class TokenErrorFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
-    const err = toOAuthError(exception);
-    if (err.status >= 500) this.logger.error(`${err.code}: ${err.hint ?? ''}`);
-    else if (err.hint) this.logger.debug(`${err.code}: ${err.hint}`);
+    const { status, headers, body } = protocolErrorResponse(exception, { error: (m: unknown) => this.logger.error(m), debug: (m: unknown) => this.logger.debug(m) });
     if (res.headersSent) return;
-    res.status(err.status);
-    res.setHeader('Cache-Control', 'no-store');
-    res.setHeader('Pragma', 'no-cache');
-    for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-    if (err.status === 503) res.setHeader('Retry-After', '5');
-    res.json({ error: err.code, error_description: err.description });
+    res.status(status);
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    res.json(body);
   }
 }
 

@@ -2,7 +2,7 @@ import { BadRequestException } from '@nestjs/common';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { urlencoded } from 'express';
 import { parse as parseForm } from 'qs';
-import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, RequestContext, invalidRequest, toOAuthError } from '@idp/core';
+import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, RequestContext, invalidRequest, protocolErrorResponse } from '@idp/core';
 import type { ClientsService } from '@idp/clients';
 import { RATE_LIMITED, RateLimiter } from './rate-limit';
 import { setSecurityHeaders } from './http-policy';
@@ -26,7 +26,6 @@ export const MAX_PARAM_LENGTH = 8192;
 const FORM = 'application/x-www-form-urlencoded';
 /** The content type a form body almost always has: read here; anything else goes through body-parser. */
 const PLAIN_FORM = /^application\/x-www-form-urlencoded[ \t]*(;[ \t]*charset="?utf-8"?[ \t]*)?$/i;
-const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
 
 export interface ProtocolServerOptions {
   config: IdpConfig;
@@ -122,13 +121,9 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
   }
 
   function fail(res: ServerResponse, exception: unknown, routeHeaders: Record<string, string>): void {
-    const err = toOAuthError(exception);
-    if (err.status >= 500) opts.logger.error(`${err.code}: ${err.hint ?? ''}`, 'TokenErrorFilter');
-    else if (err.hint) opts.logger.debug(`${err.code}: ${err.hint}`, 'TokenErrorFilter');
+    const answer = protocolErrorResponse(exception, opts.logger);
     if (res.headersSent) return;
-    const headers: Record<string, string> = { ...routeHeaders, ...NO_STORE, ...err.headers };
-    if (err.status === 503) headers['Retry-After'] = '5';
-    send(res, err.status, { error: err.code, error_description: err.description }, headers);
+    send(res, answer.status, answer.body, { ...routeHeaders, ...answer.headers });
   }
 }
 
