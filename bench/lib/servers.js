@@ -149,7 +149,7 @@ function randomSecret(n = 48) {
   return require('node:crypto').randomBytes(n).toString('base64url').slice(0, n);
 }
 
-/** Our server: node dist/apps/idp/src/main.js, production mode, rate limits off. */
+/** Our server as `npm start` runs it (node --max-semi-space-size=8 dist/apps/idp/src/main.js), production mode, rate limits off. */
 async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort }) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
@@ -160,7 +160,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     IDP_RATE_LIMIT: 'off', LOG_LEVEL: 'warn', IDP_LOCKOUT_THRESHOLD: '1000', IDP_LOCKOUT_IP_THRESHOLD: '100000',
     ...extraEnv,
   };
-  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, '--max-semi-space-size=8', 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
   s.issuer = issuer;
   s.port = port;
   return s.start();
