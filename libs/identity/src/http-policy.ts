@@ -25,19 +25,14 @@ const PUBLIC_METADATA = /^\/\.well-known\//;
  * CORS for browser clients (public SPAs): the discovery documents and JWKS are public; the token,
  * revocation and UserInfo endpoints answer preflights only for an origin some client registered in
  * `allowed_origins` (the token endpoint then allows the actual response only for that client's
- * own origins, in ProtocolEndpoints). Nothing else is reachable cross-origin. The actual UserInfo
- * response gets its header in protocol-server.ts, which answers it before Express.
+ * own origins, in ProtocolEndpoints). Nothing else is reachable cross-origin.
  */
 export function cors(clients: ClientsService) {
   return async (req: Request, res: Response, next: NextFunction) => {
     const origin = req.headers.origin;
     if (!origin || !CORS_PATHS.test(req.path)) return next();
     try {
-      const allowed = PUBLIC_METADATA.test(req.path) || (await clients.allowedOrigins()).has(origin);
-      if (allowed && (req.path === '/userinfo' || PUBLIC_METADATA.test(req.path))) {
-        res.setHeader('Access-Control-Allow-Origin', PUBLIC_METADATA.test(req.path) ? '*' : origin);
-        res.setHeader('Vary', 'Origin');
-      }
+      const allowed = await setActualCors(res, req.path, origin, clients);
       if (req.method !== 'OPTIONS') return next();
       if (allowed) {
         res.setHeader('Access-Control-Allow-Origin', PUBLIC_METADATA.test(req.path) ? '*' : origin);
@@ -51,4 +46,18 @@ export function cors(clients: ClientsService) {
       next(err);
     }
   };
+}
+
+/**
+ * Whether `origin` may call `path` cross-origin; and for the answers a browser may read as they
+ * are (the public metadata, and UserInfo for an origin some client registered), the
+ * Access-Control-Allow-Origin header. Used by the middleware above and by the lean protocol path.
+ */
+export async function setActualCors(res: ServerResponse, path: string, origin: string, clients: ClientsService): Promise<boolean> {
+  const allowed = PUBLIC_METADATA.test(path) || (await clients.allowedOrigins()).has(origin);
+  if (allowed && (path === '/userinfo' || PUBLIC_METADATA.test(path))) {
+    res.setHeader('Access-Control-Allow-Origin', PUBLIC_METADATA.test(path) ? '*' : origin);
+    res.setHeader('Vary', 'Origin');
+  }
+  return allowed;
 }

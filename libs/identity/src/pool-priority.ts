@@ -1,5 +1,5 @@
 import { pbkdf2 } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /** The threads of this process (Linux task ids), or [] where /proc is not there. */
@@ -43,10 +43,4 @@ export async function lowerThreadPoolPriority(nice: number): Promise<number[]> {
     }
   }
   return done;
-}
-
-/** A thread's nice value (Linux), from /proc. */
-export function niceOf(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 }

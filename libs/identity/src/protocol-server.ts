@@ -5,7 +5,7 @@ import { parse as parseForm } from 'qs';
 import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, RequestContext, invalidRequest, protocolErrorResponse } from '@idp/core';
 import type { ClientsService } from '@idp/clients';
 import { RATE_LIMITED, RateLimiter } from './rate-limit';
-import { setSecurityHeaders } from './http-policy';
+import { setActualCors, setSecurityHeaders } from './http-policy';
 import { inputProblem } from './http-input';
 import { beginRequest } from './request-log';
 
@@ -85,10 +85,7 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
         }
         setSecurityHeaders(res, hsts);
         const origin = req.headers.origin;
-        if (origin && route.path === '/userinfo' && (await opts.clients.allowedOrigins()).has(origin)) {
-          res.setHeader('Access-Control-Allow-Origin', origin);
-          res.setHeader('Vary', 'Origin');
-        }
+        if (origin && route.path === '/userinfo') await setActualCors(res, route.path, origin, opts.clients);
         const body = await readBody(req, res);
         if (url.includes('%00')) throw invalidRequest('the URL must not contain the character U+0000');
         const problem = inputProblem(body, '', false);

@@ -12,6 +12,8 @@ import { TokenIssuer } from '../token-issuer';
 import { parseScope } from '../token-params';
 import { UserTokens } from './user-tokens';
 
+const invalid = () => invalidGrant('the refresh token is invalid, expired or revoked');
+
 /**
  * RFC 6749 §6 refresh. With rotation (the default, and always for public clients) each token is
  * used once: the conditional UPDATE (`used_at IS NULL`) lets exactly one of concurrent uses win,
@@ -40,7 +42,6 @@ export class RefreshTokenGrant implements GrantHandler {
     if (!req.refresh_token) throw invalidRequest('refresh_token is required');
     const hash = this.issuer.hashRefreshToken(req.refresh_token);
     const row = await this.rows.findOne({ token_hash: hash });
-    const invalid = () => invalidGrant('the refresh token is invalid, expired or revoked');
     if (!row || row.client_id !== client.client_id) throw invalid();
     if (row.revoked_at) throw invalid();
     if (row.expires_at.getTime() < Date.now()) throw invalid();
@@ -105,6 +106,6 @@ export class RefreshTokenGrant implements GrantHandler {
   private async reused(client: Client, row: RefreshToken): Promise<never> {
     await this.revocation.revokeFamilies([row.family_id]);
     await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
-    throw invalidGrant('the refresh token is invalid, expired or revoked');
+    throw invalid();
   }
 }
