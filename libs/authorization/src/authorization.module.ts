@@ -9,13 +9,14 @@ import { UsersModule } from '@idp/users';
 import { AuthorizationCode } from './authorization-code.entity';
 import { AuthorizationService } from './authorization.service';
 import { AuthorizeController } from './authorize.controller';
-import { AuthorizeRequestGuard } from './authorize-request';
+import { AuthorizeRequestGuard, AuthorizeRequestValidator } from './authorize-request';
+import { AuthorizeShortcut } from './authorize-shortcut';
 import { AuthorizeErrorFilter } from './authorize-error.filter';
 
 @Module({
   imports: [TypeOrmModule.forFeature([AuthorizationCode]), ClientsModule, KeysModule, ResourcesModule, SessionModule, ConsentModule, UsersModule],
   controllers: [AuthorizeController],
-  providers: [AuthorizationService, AuthorizeRequestGuard, AuthorizeErrorFilter],
-  exports: [AuthorizationService],
+  providers: [AuthorizationService, AuthorizeRequestValidator, AuthorizeRequestGuard, AuthorizeErrorFilter, AuthorizeShortcut],
+  exports: [AuthorizationService, AuthorizeShortcut],
 })
 export class AuthorizationModule {}

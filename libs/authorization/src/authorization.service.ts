@@ -33,8 +33,7 @@ export class AuthorizationService {
     const decision = ar.interaction?.decision;
     if (decision === 'deny') throw accessDenied('the user denied the request');
     if (decision !== 'allow') {
-      const forced = ar.prompt.includes('consent') && !ar.client.first_party;
-      const missing = forced ? ar.scopes : await this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier });
+      const missing = await this.consentMissing(ar, user);
       if (missing.length) {
         if (ar.prompt.includes('none')) throw new OAuthError('consent_required', 'the user has not consented to this request');
         const interaction = ar.interaction ?? Interactions.create(req, ar.params, ar.client.client_id);
@@ -45,6 +44,12 @@ export class AuthorizationService {
     const code = await this.issueCode(ar, user);
     if (ar.interaction) Interactions.remove(req, ar.interaction.id);
     return { code };
+  }
+
+  /** The scopes the user must still consent to (all of them with prompt=consent, unless the client is first-party). */
+  async consentMissing(ar: AuthorizeRequest, user: SessionUser): Promise<string[]> {
+    if (ar.prompt.includes('consent') && !ar.client.first_party) return ar.scopes;
+    return this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier });
   }
 
   /** Stores the code's hash with everything it is bound to; returns the code itself (once). */

@@ -46,10 +46,11 @@ const pageError = (description: string, hint?: string) => new OAuthError('invali
 /**
  * Validates /authorize in two stages (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.2): first the client
  * and the exact redirect URI, whose failures never redirect; then everything else, whose failures
- * go back to the client. Runs before SessionGuard, so nothing unvalidated reaches the login.
+ * go back to the client (to `onTarget`'s target, known once the first stage passed). Used by the
+ * guard below and by the lean /authorize path.
  */
 @Injectable()
-export class AuthorizeRequestGuard implements CanActivate {
+export class AuthorizeRequestValidator {
   constructor(
     private readonly clients: ClientsService,
     private readonly resources: ResourcesService,
@@ -57,21 +58,7 @@ export class AuthorizeRequestGuard implements CanActivate {
     private readonly claims: ClaimsService,
   ) {}
 
-  async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const req = ctx.switchToHttp().getRequest<AuthorizeHttpRequest>();
-    let interaction: Interaction | undefined;
-    let source: Record<string, unknown>;
-    if (req.path.endsWith('/resume')) {
-      interaction = Interactions.get(req, req.query.interaction);
-      if (!interaction) throw pageError('This sign-in request has expired. Go back to the application and try again.');
-      source = interaction.params;
-    } else if (req.method === 'POST') {
-      if (!req.is('application/x-www-form-urlencoded')) throw pageError('The authorization request must be sent as a form.');
-      source = (req.body ?? {}) as Record<string, unknown>;
-    } else {
-      source = req.query as Record<string, unknown>;
-    }
-
+  async validate(source: Record<string, unknown>, interaction: Interaction | undefined, onTarget: (target: AuthorizeTarget) => void = () => undefined): Promise<AuthorizeRequest> {
     // Stage 1: client and redirect URI. Nothing redirects until both are verified.
     const clientId = source.client_id;
     if (typeof clientId !== 'string' || !clientId) throw pageError(Array.isArray(clientId) ? 'client_id was given more than once.' : 'The request has no client_id.');
@@ -82,7 +69,7 @@ export class AuthorizeRequestGuard implements CanActivate {
     // Exact, character-for-character match (RFC 9700 §4.1.3): no prefix, no wildcard, no normalization.
     if (!client.redirect_uris.includes(redirectUri)) throw pageError('The redirect_uri is not registered for this application.');
     const state = typeof source.state === 'string' ? source.state : undefined;
-    req.authorizeTarget = { redirectUri, state: state && state.length <= MAX_PARAM ? state : undefined, interactionId: interaction?.id };
+    onTarget({ redirectUri, state: state && state.length <= MAX_PARAM ? state : undefined, interactionId: interaction?.id });
 
     // Stage 2: everything else goes back to the client.
     const params: Record<string, string> = {};
@@ -132,13 +119,10 @@ export class AuthorizeRequestGuard implements CanActivate {
     const api = await this.audience(params);
     const scopes = this.scopes(params.scope, client, api);
 
-    const authorizeRequest: AuthorizeRequest = {
+    return {
       client, redirectUri, state, scopes, api, nonce: params.nonce, codeChallenge: challenge, prompt, maxAge,
       loginHint: params.login_hint, idTokenHintSub, params, interaction,
     };
-    req.authorizeRequest = authorizeRequest;
-    req.loginCheck = { params, clientId: client.client_id, prompt, maxAge, idTokenHintSub, interaction };
-    return true;
   }
 
   /** `audience` (Auth0) or `resource` (RFC 8707): a registered API, never the admin API. */
@@ -171,6 +155,40 @@ export class AuthorizeRequestGuard implements CanActivate {
     });
     if (result.length === 0) throw invalidScope('none of the requested scopes is available to this client');
     return result;
+  }
+}
+
+/** What the request asks of the login (SessionGuard, LoginRequirement). */
+export function loginCheckOf(ar: AuthorizeRequest): LoginCheck {
+  return { params: ar.params, clientId: ar.client.client_id, prompt: ar.prompt, maxAge: ar.maxAge, idTokenHintSub: ar.idTokenHintSub, interaction: ar.interaction };
+}
+
+/**
+ * The authorization request's guard, before SessionGuard, so nothing unvalidated reaches the
+ * login: the parameters of the query, the form (POST) or the resumed interaction, validated.
+ */
+@Injectable()
+export class AuthorizeRequestGuard implements CanActivate {
+  constructor(private readonly validator: AuthorizeRequestValidator) {}
+
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
+    const req = ctx.switchToHttp().getRequest<AuthorizeHttpRequest>();
+    let interaction: Interaction | undefined;
+    let source: Record<string, unknown>;
+    if (req.path.endsWith('/resume')) {
+      interaction = Interactions.get(req, req.query.interaction);
+      if (!interaction) throw pageError('This sign-in request has expired. Go back to the application and try again.');
+      source = interaction.params;
+    } else if (req.method === 'POST') {
+      if (!req.is('application/x-www-form-urlencoded')) throw pageError('The authorization request must be sent as a form.');
+      source = (req.body ?? {}) as Record<string, unknown>;
+    } else {
+      source = req.query as Record<string, unknown>;
+    }
+    const ar = await this.validator.validate(source, interaction, (target) => (req.authorizeTarget = target));
+    req.authorizeRequest = ar;
+    req.loginCheck = loginCheckOf(ar);
+    return true;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 
 /**
  * What the protocol endpoints (token, revocation, introspection, UserInfo) and the client
@@ -36,4 +36,26 @@ export interface ProtocolRoute {
   form: boolean;
   /** `headers`: set on the answer, whether it is a success or an error (CORS, for instance). */
   handle(req: ProtocolRequest, headers: Record<string, string>): Promise<ProtocolResponse>;
+}
+
+/** What the lean path knows of a request it offers to a shortcut. */
+export interface ShortcutContext {
+  /** The client address (honours TRUST_PROXY). */
+  ip?: string;
+  /** The query string, without the `?` ('' when there is none). */
+  query: string;
+  /** Express's compiled `trust proxy` setting (proxy-addr), for decisions `req.protocol` would make. */
+  trust: (address: string, hop: number) => boolean;
+}
+
+/**
+ * The common case of a browser route answered by the lean HTTP path, with the request log, rate
+ * limit and security headers of every route: `handle` either answers (and resolves true) or writes
+ * nothing and resolves false, and the request goes on to Express and Nest, whose answer is then
+ * the only one. The first is /authorize for a signed-in user whose consent is in place.
+ */
+export interface ProtocolShortcut {
+  method: 'GET';
+  path: string;
+  handle(req: IncomingMessage, res: ServerResponse, ctx: ShortcutContext): Promise<boolean>;
 }

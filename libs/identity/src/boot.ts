@@ -10,9 +10,10 @@ import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter,
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
 import { RateLimiter, rateLimit } from './rate-limit';
 import { inputProblem } from './http-input';
-import { beginRequest } from './request-log';
+import { beginRequest, handedOver } from './request-log';
 import { serveProtocolRoutes } from './protocol-server';
 import { ProtocolEndpoints } from '@idp/token';
+import { AuthorizeShortcut } from '@idp/authorization';
 import { cors, securityHeaders } from './http-policy';
 import { ClientsService } from '@idp/clients';
 
@@ -90,10 +91,11 @@ export async function createIdentityApp(
     await app.close().catch(() => undefined);
     throw err;
   }
-  // The token, revocation, introspection and UserInfo endpoints are answered in front of Express
-  // (protocol-server.ts): the same policies, without the framework's per-request cost.
+  // The token, revocation, introspection and UserInfo endpoints, and /authorize for a signed-in
+  // user with consent in place, are answered in front of Express (protocol-server.ts): the same
+  // policies, without the framework's per-request cost.
   serveProtocolRoutes(app.getHttpServer(), {
-    config, logger, limiter, clients: app.get(ClientsService), routes: app.get(ProtocolEndpoints).routes(),
+    config, logger, limiter, clients: app.get(ClientsService), routes: app.get(ProtocolEndpoints).routes(), shortcuts: [app.get(AuthorizeShortcut).route()],
     trust: app.getHttpAdapter().getInstance().get('trust proxy fn'),
   });
   return { app, config, logger };
@@ -131,7 +133,7 @@ function assetDir(name: string): string {
 /** The request log and request context (request-log.ts) as Express middleware. */
 function requestLog(logger: JsonLogger) {
   return (req: Request, res: Response, next: NextFunction) => {
-    RequestContext.run(beginRequest(logger, req, res, req.path, req.ip), () => next());
+    RequestContext.run(handedOver(req)?.ctx ?? beginRequest(logger, req, res, req.path, req.ip), () => next());
   };
 }
 

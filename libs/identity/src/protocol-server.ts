@@ -2,12 +2,12 @@ import { BadRequestException } from '@nestjs/common';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { urlencoded } from 'express';
 import { parse as parseForm } from 'qs';
-import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, RequestContext, invalidRequest, protocolErrorResponse } from '@idp/core';
+import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, ProtocolShortcut, RequestContext, invalidRequest, protocolErrorResponse } from '@idp/core';
 import type { ClientsService } from '@idp/clients';
 import { RATE_LIMITED, RateLimiter } from './rate-limit';
 import { setActualCors, setSecurityHeaders } from './http-policy';
 import { inputProblem } from './http-input';
-import { beginRequest } from './request-log';
+import { beginRequest, handOver } from './request-log';
 
 // Packages Express itself uses for the same jobs (proxy-addr for `req.ip`, type-is for `req.is`).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -33,6 +33,8 @@ export interface ProtocolServerOptions {
   limiter?: RateLimiter;
   clients: ClientsService;
   routes: ProtocolRoute[];
+  /** Browser routes whose common case is answered here, the rest by Express (ProtocolShortcut). */
+  shortcuts?: ProtocolShortcut[];
   /** Express's compiled `trust proxy` setting, so that the address is the one `req.ip` would be. */
   trust: TrustFn;
 }
@@ -52,6 +54,7 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
   if (listeners.length !== 1) throw new Error(`expected the HTTP server to have one request listener (Express), found ${listeners.length}`);
   const express = listeners[0];
   const routes = new Map(opts.routes.map((r) => [`${r.method} ${r.path}`, r]));
+  const shortcuts = new Map((opts.shortcuts ?? []).map((s) => [`${s.method} ${s.path}`, s]));
   const compat = urlencoded({ extended: false, limit: FORM_BODY_LIMIT, parameterLimit: FORM_PARAMETER_LIMIT });
   const hsts = opts.config.issuer.startsWith('https://');
   server.removeListener('request', express);
@@ -63,17 +66,40 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
     let key = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
     key = `${req.method} ${key.toLowerCase()}`;
     const route = routes.get(key);
-    if (!route) return express(req, res);
-    void serve(route, req, res, url, path);
+    if (route) return void serve(route, req, res, url, path);
+    const shortcut = shortcuts.get(key);
+    // U+0000 anywhere in the URL is refused by Express's middleware (refuseHostileInput).
+    if (shortcut && !url.includes('%00')) return void tryShortcut(shortcut, req, res, path, q < 0 ? '' : url.slice(q + 1));
+    express(req, res);
   });
 
-  async function serve(route: ProtocolRoute, req: IncomingMessage, res: ServerResponse, url: string, path: string): Promise<void> {
-    let ip: string | undefined;
+  /** A shortcut's answer, or Express's when it leaves the request (begun here: one log line, counted once). */
+  async function tryShortcut(shortcut: ProtocolShortcut, req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
+    const ip = addressOf(req);
+    const ctx = beginRequest(opts.logger, req, res, path, ip);
+    const retryAfter = opts.limiter?.hit(path, ip);
+    handOver(req, ctx, retryAfter);
+    // Over the limit: Express answers 429 in the route's format.
+    if (retryAfter !== undefined) return express(req, res);
+    setSecurityHeaders(res, hsts);
+    let answered = false;
     try {
-      ip = proxyaddr(req, opts.trust);
-    } catch {
-      ip = req.socket.remoteAddress;
+      answered = await RequestContext.run(ctx, () => shortcut.handle(req, res, { ip, query, trust: opts.trust }));
+    } catch (err) {
+      opts.logger.write('debug', 'shortcut declined', { path, reason: (err as Error)?.message });
     }
+    if (answered) return;
+    if (res.headersSent) {
+      // Not expected (a shortcut answers completely or writes nothing); never two answers.
+      res.destroy();
+      return;
+    }
+    for (const name of res.getHeaderNames()) if (name !== 'x-request-id') res.removeHeader(name);
+    express(req, res);
+  }
+
+  async function serve(route: ProtocolRoute, req: IncomingMessage, res: ServerResponse, url: string, path: string): Promise<void> {
+    const ip = addressOf(req);
     const ctx = beginRequest(opts.logger, req, res, path, ip);
     const headers: Record<string, string> = {};
     await RequestContext.run(ctx, async () => {
@@ -99,6 +125,15 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
         fail(res, err, headers);
       }
     });
+  }
+
+  /** The client address, as Express's `req.ip` gives it. */
+  function addressOf(req: IncomingMessage): string | undefined {
+    try {
+      return proxyaddr(req, opts.trust);
+    } catch {
+      return req.socket.remoteAddress;
+    }
   }
 
   /** The parsed form body (undefined when the request has none, or not a form). */

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { IdpConfig, renderPage } from '@idp/core';
+import { handedOver } from './request-log';
 
 const WINDOW_MS = 10_000;
 
@@ -51,7 +52,9 @@ export class RateLimiter {
 /** The limiter as Express middleware, answering 429 in the format of the route. */
 export function rateLimit(limiter: RateLimiter) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const retryAfter = limiter.hit(req.path, req.ip);
+    // A request the lean path began was counted there.
+    const earlier = handedOver(req);
+    const retryAfter = earlier ? earlier.retryAfter : limiter.hit(req.path, req.ip);
     if (retryAfter === undefined) return next();
     res.setHeader('Retry-After', String(retryAfter));
     const kind = kindOf(req.path);

@@ -22,3 +22,16 @@ export function beginRequest(logger: JsonLogger, req: IncomingMessage, res: Serv
   const ua = req.headers['user-agent'];
   return { requestId: id, ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined };
 }
+
+/** Requests the lean path began (logged and counted) before handing them to Express. */
+const begun = new WeakMap<IncomingMessage, { ctx: RequestContext; retryAfter?: number }>();
+
+/** Marks a request as begun by the lean path: Express's middleware reuses its log line, id and rate-limit verdict. */
+export function handOver(req: IncomingMessage, ctx: RequestContext, retryAfter: number | undefined): void {
+  begun.set(req, { ctx, retryAfter });
+}
+
+/** The lean path's start of this request, when it began it. */
+export function handedOver(req: IncomingMessage): { ctx: RequestContext; retryAfter?: number } | undefined {
+  return begun.get(req);
+}

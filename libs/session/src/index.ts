@@ -1,8 +1,10 @@
 import './session.types';
 export { SessionModule } from './session.module';
-export { SessionGuard, LoginCheck, RequestWithLogin, currentSessionUser } from './session.guard';
+export { SessionGuard, LoginRequirement, LoginCheck, RequestWithLogin, currentSessionUser } from './session.guard';
 export { CsrfGuard, csrfToken } from './csrf';
 export { Interactions } from './interactions';
 export { SessionRecord } from './session.entity';
 export { LoginPolicy, LoginPolicyContext, LoginDecision } from './login-policy';
 export type { SessionUser, Interaction } from './session.types';
+export { SessionCookies, SESSION_IDLE_MS, type TrustFn } from './session-cookies';
+export { SessionSerializer } from './session.serializer';

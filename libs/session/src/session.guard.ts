@@ -22,37 +22,48 @@ export interface LoginCheck {
 export type RequestWithLogin = Request & { loginCheck?: LoginCheck; user?: SessionUser };
 
 /**
+ * Whether a signed-in user satisfies an authorization request without signing in again (OIDC
+ * Core §3.1.2.3): `prompt=login` and `max_age`, an `id_token_hint` naming this user, and the login
+ * policies (office hours end, an account gets flagged), whose refusal goes back to the application
+ * as access_denied. Used by SessionGuard and by the lean /authorize path.
+ */
+@Injectable()
+export class LoginRequirement {
+  constructor(private readonly policies: LoginPolicies, private readonly users: UserStore, private readonly clients: ClientsService) {}
+
+  /** Why the user must sign in (again), or undefined when the session will do; throws access_denied for a policy's refusal. */
+  async check(user: SessionUser | undefined, check: LoginCheck, ip: string | undefined): Promise<string | undefined> {
+    const freshLogin = !!(user && check.interaction?.login_at && user.auth_time >= check.interaction.created_at);
+    if (!user) return 'no session';
+    if (!freshLogin && check.prompt.includes('login')) return 'prompt=login';
+    if (!freshLogin && check.maxAge !== undefined && now() - user.auth_time > check.maxAge) return 'max_age exceeded';
+    if (check.idTokenHintSub && check.idTokenHintSub !== user.sub) return 'id_token_hint names another user';
+    if (this.policies.size) {
+      const found = await this.users.findById(user.sub);
+      if (found) {
+        const decision = await this.policies.evaluate({ user: found, client: await this.clients.find(check.clientId), ip, stage: 'session' });
+        if (!decision.allow) throw new OAuthError('access_denied', decision.reason, 403, true, 'login policy');
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
  * The Passport login guard in front of /authorize (OIDC Core §3.1.2.3): passes with a valid
- * session that satisfies `prompt` and `max_age`; otherwise `login_required` for prompt=none, or
- * the pending request is saved as an interaction and the browser goes to the login page.
+ * session that satisfies `prompt` and `max_age` (LoginRequirement); otherwise `login_required` for
+ * prompt=none, or the pending request is saved as an interaction and the browser goes to the login page.
  */
 @Injectable()
 export class SessionGuard implements CanActivate {
-  constructor(private readonly policies: LoginPolicies, private readonly users: UserStore, private readonly clients: ClientsService) {}
+  constructor(private readonly requirement: LoginRequirement) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<RequestWithLogin>();
     const check = req.loginCheck;
     if (!check) throw new Error('SessionGuard needs the authorization request guard before it');
-    const user = req.isAuthenticated?.() ? req.user : undefined;
-    const freshLogin = !!(user && check.interaction?.login_at && user.auth_time >= check.interaction.created_at);
-    let reason: string | undefined;
-    if (!user) reason = 'no session';
-    else if (!freshLogin && check.prompt.includes('login')) reason = 'prompt=login';
-    else if (!freshLogin && check.maxAge !== undefined && now() - user.auth_time > check.maxAge) reason = 'max_age exceeded';
-    else if (check.idTokenHintSub && check.idTokenHintSub !== user.sub) reason = 'id_token_hint names another user';
-    if (!reason) {
-      // An existing session is also subject to the login policies (office hours end, an account
-      // gets flagged): a refusal goes back to the application as access_denied.
-      if (this.policies.size && user) {
-        const found = await this.users.findById(user.sub);
-        if (found) {
-          const decision = await this.policies.evaluate({ user: found, client: await this.clients.find(check.clientId), ip: req.ip, stage: 'session' });
-          if (!decision.allow) throw new OAuthError('access_denied', decision.reason, 403, true, 'login policy');
-        }
-      }
-      return true;
-    }
+    const reason = await this.requirement.check(req.isAuthenticated?.() ? req.user : undefined, check, req.ip);
+    if (!reason) return true;
     if (check.prompt.includes('none')) {
       throw new OAuthError('login_required', 'the user must sign in', 400, true, reason);
     }

@@ -1,0 +1,61 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
+import { IdpConfig, ProtocolShortcut, ShortcutContext } from '@idp/core';
+import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/session';
+import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
+import { AuthorizationService } from './authorization.service';
+import { redirectToClient } from './authorize-response';
+
+/**
+ * GET /authorize for a user who is signed in and whose consent is in place, the request of every
+ * silent sign-in and of every application opened again: answered by the lean HTTP path with the
+ * same steps as AuthorizeController (the signed session cookie, the session and its user as
+ * Passport deserializes it, the same validation, LoginRequirement, the consent check, the code,
+ * the renewed rolling cookie), without Express, express-session, Passport and Nest's pipeline
+ * (docs/performance.md). Anything else, an error included, is left to the controller: nothing has
+ * been written by then, and the controller's answer (a login or consent page, an error redirect
+ * or page) is the only one.
+ */
+@Injectable()
+export class AuthorizeShortcut {
+  private readonly logger = new Logger('AuthorizeShortcut');
+
+  constructor(
+    private readonly validator: AuthorizeRequestValidator,
+    private readonly cookies: SessionCookies,
+    private readonly serializer: SessionSerializer,
+    private readonly requirement: LoginRequirement,
+    private readonly authorization: AuthorizationService,
+    private readonly config: IdpConfig,
+  ) {}
+
+  route(): ProtocolShortcut {
+    return { method: 'GET', path: '/authorize', handle: (req, res, ctx) => this.handle(req, res, ctx) };
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, ctx: ShortcutContext): Promise<boolean> {
+    const id = this.cookies.sessionId(req);
+    if (!id || !this.cookies.canSet(req, ctx.trust)) return false;
+    const session = await this.cookies.load(id);
+    const stored = session?.passport?.user;
+    if (!session || !stored) return false;
+    const user = await this.serializer.deserialize(stored);
+    if (!user) return false;
+    // Express's query parser on this server ('simple': node:querystring, a repeated parameter an array).
+    const ar = await this.validator.validate(parseQuery(ctx.query), undefined).catch(() => undefined);
+    if (!ar) return false;
+    const reason = await this.requirement.check(user, loginCheckOf(ar), ctx.ip).catch(() => 'refused');
+    if (reason !== undefined) return false;
+    if ((await this.authorization.consentMissing(ar, user)).length) return false;
+    const code = await this.authorization.issueCode(ar, user);
+    // From here on a code exists: this answer is the one.
+    try {
+      await this.cookies.renew(res, id, session);
+    } catch (err) {
+      this.logger.warn(`session renewal failed: ${(err as Error)?.message}`);
+    }
+    redirectToClient(res, 'GET', ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });
+    return true;
+  }
+}
