@@ -288,6 +288,10 @@ async function compare(b) {
   for (const [s, d] of started) targets.push(await b.target(s, d));
   log('measuring …');
   const runs = await b.measure(targets);
+  // The issue's memory target is the RSS after the whole run: read once the load has stopped and
+  // the servers had 2 s to finish what was in flight.
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssAfter = started.filter(([s]) => !s.name.startsWith('ceiling')).map(([s]) => ({ target: s.name, mb: rssMb(s) }));
 
   const names = targets.map((x) => x.name);
   const sums = summaries(runs, o.workloads, names);
@@ -313,13 +317,25 @@ async function compare(b) {
     `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; load gen: the load generator process; others: the rest of the machine (the worst round), which should be near 0 for a clean run. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
     '',
+    `RSS after the whole run (every workload, every round; 2 s after the last load): ${rssAfter.map((x) => `${x.target} ${x.mb} MiB`).join(', ')}.`,
+    '',
     'Token contents (the first token of each kind):',
     ...report.tokenNotes(sums),
   ].join('\n');
   log(`\n${report.consoleTable(tbl)}\n`);
   log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
+  log(`RSS after the whole run: ${rssAfter.map((x) => `${x.target} ${x.mb} MiB`).join(', ')}`);
   if (notes.length) log(notes.join('\n'));
-  write(o.out || 'latest', { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);
+  write(o.out || 'latest', { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs, rssAfter }, md);
+}
+
+/** A server's resident memory now, in MiB (as the table's RSS column), or null once it has exited. */
+function rssMb(server) {
+  try {
+    return Math.round(server.rss());
+  } catch {
+    return null;
+  }
 }
 
 async function scale(b) {

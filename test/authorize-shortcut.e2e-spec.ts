@@ -175,7 +175,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(lines).toEqual([expect.objectContaining({ request_id: 'handed-over-1', path: '/authorize', status: 303 })]);
   });
 
-  it('signs a blocked user out through the controller, and serves them again once unblocked and signed in', async () => {
+  it('leaves the session of a blocked user to the controller (the login page)', async () => {
     const other = new Browser(s.url);
     const email = 'blocked-later@example.com';
     const id = (await s.admin('POST', '/admin/users', { email, password: USER.password })).body.user_id;
