@@ -402,12 +402,14 @@ async function profile(b) {
   const dir = join(__dirname, 'results', 'profiles');
   mkdirSync(dir, { recursive: true });
   const workloads = o.workloads.length === ALL.length ? ['client_credentials', 'code'] : o.workloads;
-  const parts = [`# CPU profile of our server (SQLite${o.scale ? ', seeded database' : ''})`, '', `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${commandLine()}\` · ${o.duration} s after ${o.warmup} s warm-up, ${o.concurrency} concurrent`];
+  const parts = [`# CPU profile of our server (${o.databaseUrl && !o.scale ? 'PostgreSQL' : 'SQLite'}${o.scale ? ', seeded database' : ''})`, '', `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${commandLine()}\` · ${o.duration} s after ${o.warmup} s warm-up, ${o.concurrency} concurrent`];
   for (const workload of workloads) {
     const profDir = join(b.tmp, `prof-${workload}`);
-    const url = `sqlite:${join(b.tmp, `prof-${workload}.sqlite`)}`;
+    // On PostgreSQL when BENCH_DATABASE_URL is set (not with --scale, which seeds SQLite here).
+    const onPg = !!o.databaseUrl && !o.scale;
+    const url = onPg ? (await b.pgSchema(`prof_${workload}`)).url : `sqlite:${join(b.tmp, `prof-${workload}.sqlite`)}`;
     const prof = { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] };
-    let s = await b.startOurs(`ours (SQLite, profiled)`, url, o.scale ? {} : prof);
+    let s = await b.startOurs(`ours (${onPg ? 'PostgreSQL' : 'SQLite'}, profiled)`, url, o.scale ? {} : prof);
     const t = await setupOurs(s.issuer, s.admin);
     if (o.scale) {
       // --profile --scale: the same on the seeded database.

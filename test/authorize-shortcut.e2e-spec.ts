@@ -127,7 +127,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     ['prompt=consent for a third-party client', { prompt: 'consent' }, /^\/consent\?interaction=/],
     ['a scope not consented to yet', { scope: 'openid read:orders', resource: API }, /^\/consent\?interaction=/],
   ])('leaves %s to the controller', async (_name, params, where) => {
-    await new Promise((r) => setTimeout(r, params.max_age ? 1100 : 0));
+    await new Promise((r) => setTimeout(r, 'max_age' in params ? 1100 : 0));
     const { res, verdict } = await get((await authorizeUrl(params)).url);
     expect(verdict).toBe(false);
     expect(res.status).toBe(303);

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
-import { DirectSql, DirectTable, DirectTx, IdpEvents, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
+import { DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
 import { ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -74,16 +74,15 @@ export class AuthorizationService {
   }
 
   /**
-   * Redeems a code inside the transaction that writes what is issued from it: marks it used and
-   * records its access token (so a replay can revoke it) in one conditional UPDATE (`used_at IS
-   * NULL`) that exactly one of any number of concurrent redemptions can win, on SQLite (one writer
-   * at a time) and PostgreSQL (the row lock taken by UPDATE makes the losers re-check the condition
-   * and match nothing). A code is thus never used without its tokens being recorded, even when the
-   * database goes away half way. False when another redemption won.
+   * What redeems a code, run by the token grant in the write that adds the tokens issued from it:
+   * marks it used and records its access token (so a replay can revoke it) in one conditional
+   * UPDATE (`used_at IS NULL`) that exactly one of any number of concurrent redemptions can win, on
+   * SQLite (one writer at a time) and PostgreSQL (the row lock taken by UPDATE makes the losers
+   * re-check the condition and match nothing). A code is thus never used without its tokens being
+   * recorded, even when the database goes away half way.
    */
-  async redeemCode(codeHash: string, access: { jti: string; exp: number }, tx: DirectTx): Promise<boolean> {
-    const changed = await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) }, tx);
-    return changed === 1;
+  redemption(codeHash: string, access: { jti: string; exp: number }): RowUpdate<AuthorizationCode> {
+    return { table: this.rows, where: { code_hash: codeHash, used_at: null }, set: { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
   }
 
   /** A failed redemption attempt uses the code up (a code gets one attempt). */

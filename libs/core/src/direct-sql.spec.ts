@@ -97,4 +97,27 @@ describe(`DirectSql (${where})`, () => {
     const results = await Promise.all(Array.from({ length: 20 }, () => direct.transaction((tx) => t.update({ id: 'a', used_at: null }, { used_at: new Date() }, tx))));
     expect(results.filter((n) => n === 1)).toHaveLength(1);
   });
+
+  it('uses a row up and adds another atomically (updateThenInsert): once, never twice, never half', async () => {
+    const t = direct.table(Row);
+    await t.insert(row('a'));
+    const used = new Date('2026-11-25T12:00:00.000Z');
+    expect(await t.updateThenInsert({ id: 'a', used_at: null }, { used_at: used }, t, row('b', { note: 'from a' }))).toBe(true);
+    expect(await t.findOne({ id: 'a' })).toEqual(row('a', { used_at: used }));
+    // The added row is exactly what insert() would have written (types come from the target columns).
+    expect(await ds.getRepository(Row).findOneByOrFail({ id: 'b' })).toEqual(Object.assign(new Row(), row('b', { note: 'from a' })));
+    // Already used: nothing is changed, nothing added.
+    expect(await t.updateThenInsert({ id: 'a', used_at: null }, { used_at: new Date() }, t, row('c'))).toBe(false);
+    expect(await t.findOne({ id: 'c' })).toBeNull();
+    expect((await t.findOne({ id: 'a' }))?.used_at).toEqual(used);
+    // The INSERT fails (the key exists): the UPDATE is undone with it.
+    await t.insert(row('d'));
+    await expect(t.updateThenInsert({ id: 'd', used_at: null }, { used_at: new Date() }, t, row('b'))).rejects.toThrow();
+    expect((await t.findOne({ id: 'd' }))?.used_at).toBeNull();
+    // 20 at once: exactly one wins, and exactly one row is added.
+    await t.insert(row('e'));
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => t.updateThenInsert({ id: 'e', used_at: null }, { used_at: new Date() }, t, row(`e${i}`))));
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await ds.getRepository(Row).count()).toBe(5); // a, b, d, e and one of e0…e19
+  });
 });

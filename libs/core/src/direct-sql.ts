@@ -58,6 +58,13 @@ export interface DirectTx {
 /** `where` values: a value matches by equality, `null` means IS NULL. */
 export type Where<E> = { [K in keyof E]?: E[K] | null };
 
+/** A conditional UPDATE of one row, described for the caller to run (DirectTable.updateThenInsert). */
+export interface RowUpdate<E extends ObjectLiteral = ObjectLiteral> {
+  table: DirectTable<E>;
+  where: Where<E>;
+  set: Partial<E>;
+}
+
 export class DirectTable<E extends ObjectLiteral> {
   private readonly sql = new Map<string, Sql>();
   private readonly table: string;
@@ -105,6 +112,34 @@ export class DirectTable<E extends ObjectLiteral> {
       return `UPDATE ${this.table} SET ${assignments} WHERE ${this.conditions(keys, where)}`;
     }, where);
     return (tx ?? this.exec).run(sql, [...this.values(setKeys, set), ...this.values(keys, where, true)]);
+  }
+
+  /**
+   * Uses up one row and adds another, atomically: the UPDATE of `where` (a unique key: at most one
+   * row) and, only when it changed that row, the INSERT of `row` into `into`. On PostgreSQL one
+   * statement (a data-modifying WITH), so one round trip instead of BEGIN, two statements and
+   * COMMIT; the UPDATE's row lock is held until the INSERT is committed with it. On SQLite one
+   * transaction. Whether the UPDATE changed the row (and the INSERT happened).
+   */
+  async updateThenInsert<F extends ObjectLiteral>(where: Where<E>, set: Partial<E>, into: DirectTable<F>, row: Partial<F>): Promise<boolean> {
+    if (this.exec.dialect === 'sqlite') {
+      return this.exec.transaction(async (tx) => {
+        if ((await this.update(where, set, tx)) !== 1) return false;
+        await into.insert(row, tx);
+        return true;
+      });
+    }
+    const setKeys = Object.keys(set);
+    const keys = Object.keys(where);
+    const rowKeys = Object.keys(row);
+    const sql = this.cached(`update-insert:${setKeys}:${keys}:${into.meta.name}:${rowKeys}`, () => {
+      const assignments = setKeys.map((k) => `${quote(this.column(k).databaseName)} = ?`).join(', ');
+      const cols = rowKeys.map((k) => quote(into.column(k).databaseName)).join(', ');
+      // The INSERT's SELECT leaves its parameters' types to the target columns (no casts needed).
+      return `WITH used AS (UPDATE ${this.table} SET ${assignments} WHERE ${this.conditions(keys, where)} RETURNING 1) INSERT INTO ${into.table} (${cols}) SELECT ${rowKeys.map(() => '?').join(', ')} FROM used`;
+    }, where);
+    const changed = await this.exec.run(sql, [...this.values(setKeys, set), ...this.values(keys, where, true), ...into.values(rowKeys, row)]);
+    return changed === 1;
   }
 
   async delete(where: Where<E>, tx?: DirectTx): Promise<number> {

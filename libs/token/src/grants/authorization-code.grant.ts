@@ -6,7 +6,7 @@ import { ResourcesService } from '@idp/resources';
 import { UserStore } from '@idp/users';
 import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
 import { RevocationService } from '../revocation.service';
-import { UserTokens } from './user-tokens';
+import { UsedUp, UserTokens } from './user-tokens';
 
 /** RFC 6749 §4.1.3 / OIDC Core §3.1.3: trade a code for tokens. */
 @GrantHandler({ name: 'authorization_code' })
@@ -46,22 +46,16 @@ export class AuthorizationCodeGrant implements GrantHandler {
     const api = code.audience ? await this.resources.findByIdentifier(code.audience) : null;
     if (code.audience && !api) return refuse('the API of this code no longer exists');
 
-    // The code is marked used in the transaction that writes the tokens: both, or neither.
-    let lost = false;
+    // The code is marked used in the write that adds the tokens: both, or neither.
     try {
       return await this.tokens.issue(
         { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
         req,
-        async (tx, access) => {
-          if (!(await this.authorization.redeemCode(code.code_hash, access, tx))) {
-            lost = true;
-            throw invalidGrant('the code is invalid, expired or already used', 'concurrent redemption');
-          }
-        },
+        (access) => this.authorization.redemption(code.code_hash, access),
       );
     } catch (err) {
       // Another redemption won: read the code again for the tokens it recorded.
-      if (lost) return this.replayed((await this.authorization.findCode(req.code)) ?? code);
+      if (err instanceof UsedUp) return this.replayed((await this.authorization.findCode(req.code)) ?? code);
       throw err;
     }
   }

@@ -10,7 +10,7 @@ import { RefreshToken } from '../refresh-token.entity';
 import { RevocationService } from '../revocation.service';
 import { TokenIssuer } from '../token-issuer';
 import { parseScope } from '../token-params';
-import { UserTokens } from './user-tokens';
+import { UsedUp, UserTokens } from './user-tokens';
 
 const invalid = () => invalidGrant('the refresh token is invalid, expired or revoked');
 
@@ -68,7 +68,6 @@ export class RefreshTokenGrant implements GrantHandler {
 
     // The new refresh token keeps the family's scopes (narrowing applies to this access token only)
     // and its absolute expiry; without rotation the same refresh token stays valid and none is sent.
-    let lost = false;
     try {
       return await this.tokens.issue(
         {
@@ -77,28 +76,22 @@ export class RefreshTokenGrant implements GrantHandler {
           refreshScopes: row.scopes, noNewRefresh: !rotate,
         },
         req,
-        rotate
-          ? async (tx) => {
-              // In the transaction that adds the new token, one conditional UPDATE uses the
-              // presented one up: exactly one of concurrent uses wins it. It also holds the row
-              // until the commit, so a revocation under way either committed first (no row
-              // matches: nothing is added) or waits for this commit and then finds the new token
-              // too (RevocationService.revokeFamilies).
-              if ((await this.rows.update({ token_hash: hash, used_at: null, revoked_at: null }, { used_at: new Date() }, tx)) !== 1) {
-                lost = true;
-                throw invalid();
-              }
-            }
-          : async (tx, access) => {
-              await this.rows.update({ token_hash: hash }, { access_jti: access.jti, access_exp: new Date(access.exp * 1000) }, tx);
-            },
+        // With rotation, the conditional UPDATE that uses the presented token up is one atomic
+        // write with the new token's INSERT: exactly one of concurrent uses wins it. It also holds
+        // the row until the commit, so a revocation under way either committed first (no row
+        // matches: nothing is added) or waits for this commit and then finds the new token too
+        // (RevocationService.revokeFamilies). Without rotation, the new access token is recorded.
+        (access) =>
+          rotate
+            ? { table: this.rows, where: { token_hash: hash, used_at: null, revoked_at: null }, set: { used_at: new Date() } }
+            : { table: this.rows, where: { token_hash: hash }, set: { access_jti: access.jti, access_exp: new Date(access.exp * 1000) } },
       );
     } catch (err) {
-      if (!lost) throw err;
+      if (!(err instanceof UsedUp)) throw err;
       // Another use won, or a revocation came first: read the row again to tell which.
       const now = await this.rows.findOne({ token_hash: hash });
       if (now?.used_at && !now.revoked_at) return this.reused(client, row);
-      throw invalid(); // revoked meanwhile (its family with it)
+      throw invalid(); // revoked meanwhile (its family with it), or gone
     }
   }
 

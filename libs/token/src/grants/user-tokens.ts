@@ -1,13 +1,20 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { DirectSql, DirectTable, DirectTx, IdpEvents, uuidv7 } from '@idp/core';
+import { DirectSql, DirectTable, IdpEvents, RowUpdate, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
 import type { TokenRequest, TokenResponse } from '../grant-handler';
 import { RefreshToken } from '../refresh-token.entity';
 import { TokenIssuer, IssuedAccessToken } from '../token-issuer';
+
+/** Thrown by UserTokens.issue when what the tokens were to be issued for was used up by another request first. */
+export class UsedUp extends Error {
+  constructor() {
+    super('used up by a concurrent request');
+  }
+}
 
 /** A user's access tokens for /userinfo only live one hour. */
 export const USERINFO_TOKEN_LIFETIME = 3600;
@@ -62,10 +69,12 @@ export class UserTokens {
   }
 
   /**
-   * Signs the tokens, then writes the new refresh token and whatever `write` adds in one
-   * transaction, and announces the issuance after the commit.
+   * Signs the tokens, then writes the new refresh token and uses up what they are issued for
+   * (`useUp`: the code, or the presented refresh token) atomically (DirectTable.updateThenInsert:
+   * one statement on PostgreSQL), and announces the issuance after the commit. Throws UsedUp,
+   * writing nothing, when `useUp` matches no row (another request used it first).
    */
-  async issue(g: UserGrant, req: TokenRequest, write?: (tx: DirectTx, access: IssuedAccessToken) => Promise<void>): Promise<TokenResponse> {
+  async issue(g: UserGrant, req: TokenRequest, useUp?: (access: IssuedAccessToken) => RowUpdate<any>): Promise<TokenResponse> {
     const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
@@ -78,18 +87,23 @@ export class UserTokens {
       });
     }
     const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;
-    await this.direct.transaction(async (tx) => {
-      if (refresh) {
-        const now = new Date();
-        await this.refreshRows.insert({
-          token_hash: refresh.hash, family_id: g.family?.id ?? uuidv7(), client_id: g.client.client_id, user_id: g.user.id, scopes: g.refreshScopes ?? g.scopes,
-          audience: g.api?.identifier ?? null, sid: g.sid, auth_time: g.authTime, amr: g.amr.join(' '), code_hash: g.codeHash ?? null,
-          created_at: now, expires_at: g.family?.expiresAt ?? new Date(now.getTime() + REFRESH_FAMILY_LIFETIME_S * 1000),
-          used_at: null, revoked_at: null, access_jti: access.jti, access_exp: new Date(access.exp * 1000),
-        }, tx);
-      }
-      await write?.(tx, access);
-    });
+    let row: Partial<RefreshToken> | undefined;
+    if (refresh) {
+      const now = new Date();
+      row = {
+        token_hash: refresh.hash, family_id: g.family?.id ?? uuidv7(), client_id: g.client.client_id, user_id: g.user.id, scopes: g.refreshScopes ?? g.scopes,
+        audience: g.api?.identifier ?? null, sid: g.sid, auth_time: g.authTime, amr: g.amr.join(' '), code_hash: g.codeHash ?? null,
+        created_at: now, expires_at: g.family?.expiresAt ?? new Date(now.getTime() + REFRESH_FAMILY_LIFETIME_S * 1000),
+        used_at: null, revoked_at: null, access_jti: access.jti, access_exp: new Date(access.exp * 1000),
+      };
+    }
+    const use = useUp?.(access);
+    if (use) {
+      const done = row ? await use.table.updateThenInsert(use.where, use.set, this.refreshRows, row) : (await use.table.update(use.where, use.set)) === 1;
+      if (!done) throw new UsedUp();
+    } else if (row) {
+      await this.refreshRows.insert(row);
+    }
     if (refresh) response.refresh_token = refresh.token;
     await this.events.emit('token.issued', access.event);
     return response;
