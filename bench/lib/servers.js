@@ -150,6 +150,17 @@ function randomSecret(n = 48) {
 }
 
 /** Our server as `npm start` runs it (node --max-semi-space-size=8 dist/apps/idp/src/main.js), production mode, rate limits off. */
+/** BENCH_OURS_ENV="NAME=value NAME2=value2": settings for our server only (to compare one setting against another). */
+function oursEnv() {
+  const out = {};
+  for (const pair of (process.env.BENCH_OURS_ENV ?? '').split(/\s+/).filter(Boolean)) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`BENCH_OURS_ENV: expected NAME=value, got ${pair}`);
+    out[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return out;
+}
+
 async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort }) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
@@ -158,6 +169,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, DATABASE_URL: databaseUrl,
     IDP_SECRET_KEY: secretKey, IDP_ADMIN_CLIENT_ID: admin.id, IDP_ADMIN_CLIENT_SECRET: admin.secret,
     IDP_RATE_LIMIT: 'off', LOG_LEVEL: 'warn', IDP_LOCKOUT_THRESHOLD: '1000', IDP_LOCKOUT_IP_THRESHOLD: '100000',
+    ...oursEnv(),
     ...extraEnv,
   };
   const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, '--max-semi-space-size=8', 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });

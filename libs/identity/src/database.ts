@@ -43,6 +43,14 @@ export function dataSourceOptions(databaseUrl: string, opts: { sqliteSynchronous
       // (SQLITE_SYNCHRONOUS, docs/performance.md; the trade-off is in docs/security.md).
       prepareDatabase: (db: { pragma(source: string): unknown }) => {
         db.pragma(`synchronous = ${opts.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+        // Checkpoints every 4,000 WAL pages (16 MiB) rather than SQLite's 1,000: a checkpoint runs
+        // on the committing (event-loop) thread and copies each page changed since the last one
+        // once, with two fsyncs, so a longer interval copies the hot pages (index roots, the
+        // tables' last leaves) fewer times and fsyncs less often; commits on the refresh workload
+        // took ~25 % less time (docs/performance.md). A page cache of 32 MiB instead of 2 MiB keeps
+        // more of the random-keyed indexes (token and code hashes) in memory.
+        db.pragma('wal_autocheckpoint = 4000');
+        db.pragma('cache_size = -32768');
       },
     };
   }
