@@ -88,6 +88,23 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(tokens.claims()).toMatchObject({ sub: userId, nonce: a.nonce, email: USER.email, sid: expect.any(String), auth_time: expect.any(Number) });
   });
 
+  it('answers exactly as the controller does for the same request (status, headers, body)', async () => {
+    const viaShortcut = await get((await authorizeUrl()).url);
+    expect(viaShortcut.verdict).toBe(true);
+    // The same request once more, with the shortcut stepping aside: Express, express-session, Passport, Nest.
+    verdicts.mockResolvedValueOnce(false);
+    const viaController = await get((await authorizeUrl()).url);
+    expect(viaController.verdict).toBe(false);
+    const shape = (res: Response) => {
+      const headers = Object.fromEntries([...res.headers].filter(([name]) => !['date', 'x-request-id', 'keep-alive', 'connection'].includes(name)));
+      const location = new URL(headers.location);
+      for (const name of ['code', 'state']) location.searchParams.set(name, '…');
+      return { status: res.status, ...headers, location: location.toString(), 'set-cookie': headers['set-cookie'].replace(/Expires=[^;]+/, 'Expires=…') };
+    };
+    expect(shape(viaShortcut.res)).toEqual(shape(viaController.res));
+    expect(viaShortcut.res.headers.get('content-length')).toBe('0');
+  });
+
   it('gives the same Set-Cookie as express-session does for the same session', async () => {
     // prompt=login goes through Express (the login page), whose express-session renews the same cookie.
     const viaExpress = await get((await authorizeUrl({ prompt: 'login' })).url);
