@@ -8,7 +8,8 @@ import { Browser, forms, signIn } from './support/browser';
 import { TestServer, basic, freshDatabase, onPostgres, postForm, startServer } from './support/server';
 import { ExampleAppModule } from '../apps/example-extended/src/app.module';
 import { ACME_ADMIN_SCOPES, CLIENT_SECRET_HEADER, DEPARTMENT_TOKEN_GRANT, HR_API } from '../apps/example-extended/src/acme/acme.constants';
-import { FLAGGED_MESSAGE } from '../apps/example-extended/src/acme/flagged-employee.policy';
+import { FLAGGED_MESSAGE, FlaggedEmployeePolicy } from '../apps/example-extended/src/acme/flagged-employee.policy';
+import { AuthorizeShortcut } from '@idp/authorization';
 import { EmployeeProfile } from '../apps/example-extended/src/acme/employee-profile.entity';
 import { EmployeeProfiles1765000000000 } from '../apps/example-extended/src/acme/migrations/1765000000000-EmployeeProfiles';
 
@@ -165,7 +166,14 @@ describe('the example app (apps/example-extended): every extension point', () =>
       const first = await signIn(browser, (await authorizeUrl({})).url, DAVE);
       expect(new URL(first.url).searchParams.get('code')).toEqual(expect.any(String));
       expect((await s.admin('PUT', `/admin/example/profiles/${ids.dave}`, { department: 'Sales', flagged: true })).status).toBe(200);
+      // Answered by the lean /authorize path, which asks the policy once, as the controller would.
+      const evaluations = jest.spyOn(s.app.get(FlaggedEmployeePolicy), 'evaluate');
+      const verdicts = jest.spyOn(s.app.get(AuthorizeShortcut), 'handle');
       const again = await browser.go((await authorizeUrl({ state: 'later' })).url);
+      expect(await verdicts.mock.results[0].value).toBe(true);
+      expect(evaluations).toHaveBeenCalledTimes(1);
+      evaluations.mockRestore();
+      verdicts.mockRestore();
       const back = new URL(again.url);
       expect(back.searchParams.get('error')).toBe('access_denied');
       expect(back.searchParams.get('error_description')).toBe(FLAGGED_MESSAGE);

@@ -1,7 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
-import { IdpConfig, ProtocolShortcut, ShortcutContext } from '@idp/core';
+import type { SessionData } from 'express-session';
+import { IdpConfig, OAuthError, ProtocolShortcut, ShortcutContext } from '@idp/core';
 import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/session';
 import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
 import { AuthorizationService } from './authorization.service';
@@ -45,17 +46,32 @@ export class AuthorizeShortcut {
     // Express's query parser on this server ('simple': node:querystring, a repeated parameter an array).
     const ar = await this.validator.validate(parseQuery(ctx.query), undefined).catch(() => undefined);
     if (!ar) return false;
-    const reason = await this.requirement.check(user, loginCheckOf(ar), ctx.ip).catch(() => 'refused');
+    let reason: string | undefined;
+    try {
+      reason = await this.requirement.check(user, loginCheckOf(ar), ctx.ip);
+    } catch (err) {
+      // A login policy's refusal goes back to the application as AuthorizeErrorFilter sends it
+      // (answered here, so that no policy is asked twice for one request).
+      if (!(err instanceof OAuthError) || !err.redirectable) return false;
+      await this.renew(res, id, session);
+      redirectToClient(res, 'GET', ar.redirectUri, { error: err.code, error_description: err.description, state: ar.state, iss: this.config.issuer });
+      return true;
+    }
     if (reason !== undefined) return false;
     if ((await this.authorization.consentMissing(ar, user)).length) return false;
     const code = await this.authorization.issueCode(ar, user);
     // From here on a code exists: this answer is the one.
+    await this.renew(res, id, session);
+    redirectToClient(res, 'GET', ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });
+    return true;
+  }
+
+  /** The rolling session cookie, as express-session renews it on every answer (a failed store write is logged, not fatal, as there). */
+  private async renew(res: ServerResponse, id: string, session: SessionData): Promise<void> {
     try {
       await this.cookies.renew(res, id, session);
     } catch (err) {
       this.logger.warn(`session renewal failed: ${(err as Error)?.message}`);
     }
-    redirectToClient(res, 'GET', ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });
-    return true;
   }
 }
