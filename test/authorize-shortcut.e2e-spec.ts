@@ -151,6 +151,20 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(res.headers.get('location')).toMatch(where);
   });
 
+  it('reads the consent with the session on every request: a revoked consent sends the next request to the consent page', async () => {
+    const other = new Browser(s.url);
+    const email = 'revokes-consent@example.com';
+    const id = (await s.admin('POST', '/admin/users', { email, password: USER.password })).body.user_id;
+    expect((await signIn(other, (await authorizeUrl()).url, { email, password: USER.password })).url.startsWith(REDIRECT)).toBe(true);
+    expect((await get((await authorizeUrl()).url, other.cookieHeader())).verdict).toBe(true);
+    const grants = (await s.admin('GET', `/admin/users/${id}/grants`)).body;
+    const [grant] = grants.items;
+    expect((await s.admin('DELETE', `/admin/users/${id}/grants/${grant.id}`)).status).toBeLessThan(300);
+    const after = await get((await authorizeUrl()).url, other.cookieHeader());
+    expect(after.verdict).toBe(false);
+    expect(after.res.headers.get('location')).toMatch(/^\/consent\?interaction=/);
+  });
+
   it('leaves prompt=none without consent to the controller: consent_required back to the client', async () => {
     const a = await authorizeUrl({ prompt: 'none', scope: 'openid read:orders', resource: API });
     const { res, verdict } = await get(a.url);

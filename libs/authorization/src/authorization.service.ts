@@ -3,7 +3,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
 import { DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
-import { ConsentService } from '@idp/consent';
+import { Consent, ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
 import type { AuthorizeRequest } from './authorize-request';
@@ -46,10 +46,13 @@ export class AuthorizationService {
     return { code };
   }
 
-  /** The scopes the user must still consent to (all of them with prompt=consent, unless the client is first-party). */
-  async consentMissing(ar: AuthorizeRequest, user: SessionUser): Promise<string[]> {
+  /**
+   * The scopes the user must still consent to (all of them with prompt=consent, unless the client
+   * is first-party). `consent`: the user's consent for this client, when already read (null: none).
+   */
+  async consentMissing(ar: AuthorizeRequest, user: SessionUser, consent?: Consent | null): Promise<string[]> {
     if (ar.prompt.includes('consent') && !ar.client.first_party) return ar.scopes;
-    return this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier });
+    return this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier }, consent);
   }
 
   /** Stores the code's hash with everything it is bound to; returns the code itself (once). */

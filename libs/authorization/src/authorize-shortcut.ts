@@ -6,6 +6,7 @@ import { IdpConfig, OAuthError, ProtocolShortcut, ShortcutContext } from '@idp/c
 import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/session';
 import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
 import { AuthorizationService } from './authorization.service';
+import { ConsentService } from '@idp/consent';
 import { redirectToClient } from './authorize-response';
 
 /**
@@ -28,6 +29,7 @@ export class AuthorizeShortcut {
     private readonly serializer: SessionSerializer,
     private readonly requirement: LoginRequirement,
     private readonly authorization: AuthorizationService,
+    private readonly consents: ConsentService,
     private readonly config: IdpConfig,
   ) {}
 
@@ -38,14 +40,16 @@ export class AuthorizeShortcut {
   async handle(req: IncomingMessage, res: ServerResponse, ctx: ShortcutContext): Promise<boolean> {
     const id = this.cookies.sessionId(req);
     if (!id || !this.cookies.canSet(req, ctx.trust)) return false;
-    const session = await this.cookies.load(id);
+    // Express's query parser on this server ('simple': node:querystring, a repeated parameter an array).
+    // Validation first (it reads only cached clients and APIs), so that the session and the user's
+    // consent for the client are then read together.
+    const ar = await this.validator.validate(parseQuery(ctx.query), undefined).catch(() => undefined);
+    if (!ar) return false;
+    const { session, joined: consent } = await this.cookies.loadWith(id, this.consents.sessionJoin(ar.client.client_id));
     const stored = session?.passport?.user;
     if (!session || !stored) return false;
     const user = await this.serializer.deserialize(stored);
     if (!user) return false;
-    // Express's query parser on this server ('simple': node:querystring, a repeated parameter an array).
-    const ar = await this.validator.validate(parseQuery(ctx.query), undefined).catch(() => undefined);
-    if (!ar) return false;
     let reason: string | undefined;
     try {
       reason = await this.requirement.check(user, loginCheckOf(ar), ctx.ip);
@@ -58,7 +62,8 @@ export class AuthorizeShortcut {
       return true;
     }
     if (reason !== undefined) return false;
-    if ((await this.authorization.consentMissing(ar, user)).length) return false;
+    // The consent joined on the session row's user, who is the session's user (the store writes both).
+    if ((await this.authorization.consentMissing(ar, user, consent?.user_id === user.sub ? consent : undefined)).length) return false;
     const code = await this.authorization.issueCode(ar, user);
     // From here on a code exists: this answer is the one.
     await this.renew(res, id, session);

@@ -13,6 +13,15 @@ class Row {
   @Column({ nullable: true, type: Date }) used_at: Date | null;
 }
 
+@Entity('direct_sql_children')
+class Child {
+  @PrimaryColumn({ type: 'varchar', length: 64 }) id: string;
+  @Column({ type: 'varchar', length: 64 }) row_id: string;
+  @Column({ type: 'varchar', length: 64 }) kind: string;
+  @Column({ type: 'simple-json' }) tags: Record<string, string[]>;
+  @Column({ nullable: true, type: Date }) gone_at: Date | null;
+}
+
 const where = onPostgres ? 'PostgreSQL' : 'SQLite';
 
 describe(`DirectSql (${where})`, () => {
@@ -28,8 +37,8 @@ describe(`DirectSql (${where})`, () => {
     const schema = url.searchParams.get('schema') ?? undefined;
     url.searchParams.delete('schema');
     ds = db.url.startsWith('sqlite:')
-      ? new DataSource({ type: 'better-sqlite3', database: db.url.slice('sqlite:'.length), entities: [Row], synchronize: true })
-      : new DataSource({ type: 'postgres', url: url.toString(), schema, extra: { options: `-c search_path=${schema}` }, entities: [Row], synchronize: true });
+      ? new DataSource({ type: 'better-sqlite3', database: db.url.slice('sqlite:'.length), entities: [Row, Child], synchronize: true })
+      : new DataSource({ type: 'postgres', url: url.toString(), schema, extra: { options: `-c search_path=${schema}` }, entities: [Row, Child], synchronize: true });
     gateSqliteTransactions(ds);
     await ds.initialize();
     direct = DirectSql.of(ds);
@@ -96,6 +105,23 @@ describe(`DirectSql (${where})`, () => {
     await t.insert(row('a'));
     const results = await Promise.all(Array.from({ length: 20 }, () => direct.transaction((tx) => t.update({ id: 'a', used_at: null }, { used_at: new Date() }, tx))));
     expect(results.filter((n) => n === 1)).toHaveLength(1);
+  });
+
+  it('reads a row and the matching row of another table in one statement (findOneWith), or null for either', async () => {
+    const t = direct.table(Row);
+    const children = direct.table(Child);
+    await t.insert(row('a'));
+    await t.insert(row('b'));
+    const child = { id: 'c1', row_id: 'a', kind: 'k1', tags: { '': ['openid'], api: ['read'] }, gone_at: null };
+    await children.insert(child);
+    await children.insert({ ...child, id: 'c2', kind: 'k2', gone_at: new Date('2026-11-25T01:02:03.004Z') });
+    const join = (kind: string, goneAt: Date | null = null) => ({ table: children, on: { row_id: 'id' as const }, where: { kind, gone_at: goneAt } });
+    expect(await t.findOneWith({ id: 'a' }, join('k1'))).toEqual({ row: row('a'), joined: child });
+    // The join's own conditions (an IS NULL among them) narrow it: k2 is gone, so it is not found.
+    expect(await t.findOneWith({ id: 'a' }, join('k2'))).toEqual({ row: row('a'), joined: null });
+    expect(await t.findOneWith({ id: 'b' }, join('k1'))).toEqual({ row: row('b'), joined: null });
+    expect(await t.findOneWith({ id: 'none' }, join('k1'))).toBeNull();
+    expect(await t.findOneWith({ id: 'a', used_at: null }, join('k1'))).toEqual({ row: row('a'), joined: child });
   });
 
   it('uses a row up and adds another atomically (updateThenInsert): once, never twice, never half', async () => {

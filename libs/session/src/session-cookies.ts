@@ -2,7 +2,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import session, { type SessionData } from 'express-session';
 import type { RequestHandler } from 'express';
+import type { ObjectLiteral } from 'typeorm';
+import type { LeftJoin } from '@idp/core';
 import type { TypeOrmSessionStore } from './session.store';
+import type { SessionRecord } from './session.entity';
 
 // The cookie package express-session itself parses and writes the cookie with (same version).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -56,6 +59,11 @@ export class SessionCookies {
   /** The stored session (null when there is none or it expired). */
   load(id: string): Promise<SessionData | null> {
     return new Promise((resolve, reject) => this.store.get(id, (err, data) => (err ? reject(err) : resolve(data ?? null))));
+  }
+
+  /** The stored session and a row joined to its record (TypeOrmSessionStore.getWith), in one read. */
+  loadWith<F extends ObjectLiteral>(id: string, join: LeftJoin<SessionRecord, F>): Promise<{ session: SessionData | null; joined: F | null }> {
+    return this.store.getWith(id, join);
   }
 
   /**

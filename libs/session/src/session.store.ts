@@ -1,6 +1,6 @@
 import { Store, type SessionData } from 'express-session';
-import { LessThan, Repository } from 'typeorm';
-import { DirectSql, DirectTable, sha256 } from '@idp/core';
+import { LessThan, Repository, type ObjectLiteral } from 'typeorm';
+import { DirectSql, DirectTable, LeftJoin, sha256 } from '@idp/core';
 import { SessionRecord } from './session.entity';
 
 const DEFAULT_TTL_MS = 24 * 3600 * 1000;
@@ -34,12 +34,26 @@ export class TypeOrmSessionStore extends Store {
     const key = sha256(sid);
     this.rows
       .findOne({ sid_hash: key })
-      .then((row) => {
-        if (!row || row.expires_at.getTime() <= Date.now()) return cb(null, null);
-        this.remember(key, row.expires_at.getTime());
-        cb(null, JSON.parse(row.data));
-      })
+      .then((row) => cb(null, this.live(key, row)))
       .catch((err) => cb(err));
+  }
+
+  /**
+   * The session (as `get` gives it), and with it a row of another table joined to the session's
+   * row (its `user_id`, say): one read instead of two (DirectTable.findOneWith).
+   */
+  async getWith<F extends ObjectLiteral>(sid: string, join: LeftJoin<SessionRecord, F>): Promise<{ session: SessionData | null; joined: F | null }> {
+    const key = sha256(sid);
+    const found = await this.rows.findOneWith({ sid_hash: key }, join);
+    const session = this.live(key, found?.row ?? null);
+    return { session, joined: session ? (found?.joined ?? null) : null };
+  }
+
+  /** A stored row's session, or null when there is none or it expired. */
+  private live(key: string, row: SessionRecord | null): SessionData | null {
+    if (!row || row.expires_at.getTime() <= Date.now()) return null;
+    this.remember(key, row.expires_at.getTime());
+    return JSON.parse(row.data) as SessionData;
   }
 
   set(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
