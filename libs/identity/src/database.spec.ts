@@ -41,7 +41,7 @@ describe('migrations', () => {
     }
   });
 
-  it('opens a SQLite file in WAL mode, synchronous NORMAL unless FULL is asked for, checkpoints every 4,000 pages, 32 MiB of page cache', async () => {
+  it('opens a SQLite file in WAL mode, synchronous NORMAL unless FULL is asked for, checkpoints every 4,000 pages, 16 MiB of page cache', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'idp-sqlite-'));
     try {
       for (const [opts, expected] of [[{}, 1], [{ sqliteSynchronous: 'normal' }, 1], [{ sqliteSynchronous: 'full' }, 2]] as const) {
@@ -51,7 +51,7 @@ describe('migrations', () => {
           expect(await ds.query('PRAGMA journal_mode')).toEqual([{ journal_mode: 'wal' }]);
           expect(await ds.query('PRAGMA synchronous')).toEqual([{ synchronous: expected }]);
           expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
-          expect(await ds.query('PRAGMA cache_size')).toEqual([{ cache_size: -32768 }]);
+          expect(await ds.query('PRAGMA cache_size')).toEqual([{ cache_size: -16384 }]);
         } finally {
           await ds.destroy();
         }

@@ -47,10 +47,10 @@ export function dataSourceOptions(databaseUrl: string, opts: { sqliteSynchronous
         // on the committing (event-loop) thread and copies each page changed since the last one
         // once, with two fsyncs, so a longer interval copies the hot pages (index roots, the
         // tables' last leaves) fewer times and fsyncs less often; commits on the refresh workload
-        // took ~25 % less time (docs/performance.md). A page cache of 32 MiB instead of 2 MiB keeps
+        // took ~25 % less time (docs/performance.md). A page cache of 16 MiB instead of 2 MiB keeps
         // more of the random-keyed indexes (token and code hashes) in memory.
         db.pragma('wal_autocheckpoint = 4000');
-        db.pragma('cache_size = -32768');
+        db.pragma('cache_size = -16384');
       },
     };
   }
