@@ -56,12 +56,7 @@ export class SessionCookies {
     return given.length === expected.length && timingSafeEqual(given, expected) ? id : undefined;
   }
 
-  /** The stored session (null when there is none or it expired). */
-  load(id: string): Promise<SessionData | null> {
-    return new Promise((resolve, reject) => this.store.get(id, (err, data) => (err ? reject(err) : resolve(data ?? null))));
-  }
-
-  /** The stored session and a row joined to its record (TypeOrmSessionStore.getWith), in one read. */
+  /** The stored session (null when there is none or it expired) and a row joined to its record (TypeOrmSessionStore.getWith), in one read. */
   loadWith<F extends ObjectLiteral>(id: string, join: LeftJoin<SessionRecord, F>): Promise<{ session: SessionData | null; joined: F | null }> {
     return this.store.getWith(id, join);
   }
@@ -85,13 +80,14 @@ export class SessionCookies {
   /**
    * What express-session does at the end of a request with an unchanged rolling session: a new
    * expiry (now + the idle time) in the Set-Cookie header and in the store (the store writes it at
-   * most once a minute). A failed store write leaves the row's earlier expiry, as the middleware does.
+   * most once a minute). Rejects when the store write failed (the cookie is set all the same, and
+   * the row keeps its earlier expiry, as with the middleware).
    */
   async renew(res: ServerResponse, id: string, data: SessionData): Promise<void> {
     const expires = new Date(Date.now() + this.cookie.maxAge);
     const renewed = { ...data, cookie: { ...data.cookie, originalMaxAge: this.cookie.maxAge, expires } } as SessionData;
     res.appendHeader('Set-Cookie', cookie.serialize(this.name, `s:${id}.${this.sign(id)}`, { expires, httpOnly: true, path: '/', sameSite: 'lax', secure: this.cookie.secure }));
-    await new Promise<void>((resolve) => this.store.touch(id, renewed, () => resolve()));
+    await new Promise<void>((resolve, reject) => this.store.touch(id, renewed, (err) => (err ? reject(err) : resolve())));
   }
 
   /** express-session's signature (cookie-signature): HMAC-SHA256 in base64 without padding. */

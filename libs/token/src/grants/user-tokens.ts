@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, type ObjectLiteral } from 'typeorm';
 import { DirectSql, DirectTable, IdpEvents, RowUpdate, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
@@ -46,12 +46,10 @@ export interface UserGrant {
  */
 @Injectable()
 export class UserTokens {
-  private readonly direct: DirectSql;
   private readonly refreshRows: DirectTable<RefreshToken>;
 
   constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource) {
-    this.direct = DirectSql.of(db);
-    this.refreshRows = this.direct.table(RefreshToken);
+    this.refreshRows = DirectSql.of(db).table(RefreshToken);
   }
 
   /**
@@ -74,7 +72,7 @@ export class UserTokens {
    * one statement on PostgreSQL), and announces the issuance after the commit. Throws UsedUp,
    * writing nothing, when `useUp` matches no row (another request used it first).
    */
-  async issue(g: UserGrant, req: TokenRequest, useUp?: (access: IssuedAccessToken) => RowUpdate<any>): Promise<TokenResponse> {
+  async issue<X extends ObjectLiteral>(g: UserGrant, req: TokenRequest, useUp?: (access: IssuedAccessToken) => RowUpdate<X>): Promise<TokenResponse> {
     const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
