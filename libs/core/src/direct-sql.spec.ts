@@ -107,6 +107,16 @@ describe(`DirectSql (${where})`, () => {
     expect(results.filter((n) => n === 1)).toHaveLength(1);
   });
 
+  it('inserts many rows in statements of at most 50, as TypeORM reads them back', async () => {
+    const rows = Array.from({ length: 123 }, (_, i) => row(`m${String(i).padStart(3, '0')}`, { n: i, note: i % 2 ? 'odd' : null }));
+    await direct.table(Row).insertMany(rows);
+    await direct.table(Row).insertMany([]);
+    expect(await ds.getRepository(Row).find({ order: { id: 'ASC' } })).toEqual(rows.map((r) => Object.assign(new Row(), r)));
+    // A failing statement (a duplicate key) writes none of its rows.
+    await expect(direct.table(Row).insertMany([row('x1'), row('m000')])).rejects.toThrow();
+    expect(await direct.table(Row).findOne({ id: 'x1' })).toBeNull();
+  });
+
   it('reads a row and the matching row of another table in one statement (findOneWith), or null for either', async () => {
     const t = direct.table(Row);
     const children = direct.table(Child);

@@ -132,6 +132,23 @@ export class DirectTable<E extends ObjectLiteral> {
     await (tx ?? this.exec).run(sql, this.values(keys, row));
   }
 
+  /**
+   * Many rows with the same columns, in statements of at most 50 rows (one commit each, as
+   * TypeORM's own multi-row insert), for batched writes such as the audit log.
+   */
+  async insertMany(rows: Partial<E>[]): Promise<void> {
+    if (!rows.length) return;
+    const keys = Object.keys(rows[0]);
+    for (let at = 0; at < rows.length; at += INSERT_BATCH) {
+      const chunk = rows.slice(at, at + INSERT_BATCH);
+      const sql = this.cached(`insert-many:${keys}:${chunk.length}`, () => {
+        const tuple = `(${keys.map(() => '?').join(', ')})`;
+        return `INSERT INTO ${this.table} (${keys.map((k) => quote(this.column(k).databaseName)).join(', ')}) VALUES ${chunk.map(() => tuple).join(', ')}`;
+      });
+      await this.exec.run(sql, chunk.flatMap((row) => this.values(keys, row)));
+    }
+  }
+
   /** INSERT, or on a conflict of `conflict` columns, UPDATE every other column given. */
   async upsert(row: Partial<E>, conflict: (keyof E & string)[], tx?: DirectTx): Promise<void> {
     const keys = Object.keys(row);
@@ -231,6 +248,9 @@ export class DirectTable<E extends ObjectLiteral> {
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Rows per statement of insertMany (so at most 50 statement shapes per column list). */
+const INSERT_BATCH = 50;
 
 /** A statement's text for its dialect (`?` for SQLite, `$n` for PostgreSQL) and its prepared-statement name. */
 export interface Sql {

@@ -1,7 +1,7 @@
 import { BadRequestException, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { FindOptionsWhere, LessThan, MoreThanOrEqual, Repository } from 'typeorm';
-import { IdpEventName, IdpEvents, JsonLogger, Page, PageRequest, RequestContext, toPage, uuidv7 } from '@idp/core';
+import { DirectSql, DirectTable, IdpEventName, IdpEvents, JsonLogger, Page, PageRequest, RequestContext, toPage, uuidv7 } from '@idp/core';
 import { AuditEvent } from './audit-event.entity';
 
 /** Every event that is a security record. */
@@ -32,7 +32,12 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
   private timer?: NodeJS.Timeout;
   private writing: Promise<void> = Promise.resolve();
 
-  constructor(@InjectRepository(AuditEvent) private readonly events: Repository<AuditEvent>, private readonly bus: IdpEvents, private readonly logger: JsonLogger) {}
+  /** The batched writes, as direct statements (DirectSql); reads stay on TypeORM. */
+  private readonly rows: DirectTable<AuditEvent>;
+
+  constructor(@InjectRepository(AuditEvent) private readonly events: Repository<AuditEvent>, private readonly bus: IdpEvents, private readonly logger: JsonLogger) {
+    this.rows = DirectSql.of(events.manager.connection).table(AuditEvent);
+  }
 
   onModuleInit(): void {
     for (const type of AUDITED_EVENTS) this.bus.on(type, (payload) => this.record(type, payload as unknown as Record<string, unknown>));
@@ -47,7 +52,7 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
       ip: (ip ?? ctx?.ip ?? null)?.slice(0, 64) ?? null, request_id: ctx?.requestId ?? null, data: rest,
     };
     this.logger.write('info', 'audit', { event: type, user_id: row.user_id, client_id: row.client_id, actor: row.actor, ip: row.ip, request_id: row.request_id, data: rest });
-    // Written in batches (one INSERT per 50 ms or 200 events), not one write per token issued.
+    // Written in batches (one INSERT of up to 50 rows, every 50 ms or 200 events), not one write per token issued.
     this.buffer.push(row);
     if (this.buffer.length >= 200) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), 50);
@@ -63,7 +68,7 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
     this.writing = (async () => {
       await previous;
       try {
-        await this.events.insert(rows);
+        await this.rows.insertMany(rows);
       } catch (err) {
         this.logger.write('error', `audit write failed: ${(err as Error).message}`, { events: rows.length });
         if (this.buffer.length < 10_000) this.buffer.unshift(...rows);
