@@ -3,7 +3,7 @@ import type { Response } from 'express';
 import { IdpConfig, OAuthError, PageErrorFilter, PageRedirect, toOAuthError } from '@idp/core';
 import { Interactions } from '@idp/session';
 import type { AuthorizeHttpRequest } from './authorize-request';
-import { redirectToClient } from './authorize-response';
+import { redirectErrorToClient } from './authorize-response';
 
 /**
  * Errors at /authorize: once the redirect URI is verified, redirectable errors go back to the
@@ -25,11 +25,6 @@ export class AuthorizeErrorFilter extends PageErrorFilter {
     if (!err.redirectable) return super.catch(exception, host);
     if (err.status >= 500) this.logger.error(`authorize failed: ${err.hint ?? (exception as Error)?.message}`);
     if (target.interactionId) Interactions.remove(req, target.interactionId);
-    redirectToClient(res, req.method, target.redirectUri, {
-      error: err.code,
-      error_description: err.description,
-      state: target.state,
-      iss: this.config.issuer,
-    });
+    redirectErrorToClient(res, req.method, target.redirectUri, target.state, err, this.config.issuer);
   }
 }

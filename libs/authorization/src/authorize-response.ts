@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { OAuthError } from '@idp/core';
 
 /**
  * An authorization response (RFC 6749 §4.1.2 / §4.1.2.1) in the query of the redirect URI, always
@@ -15,4 +16,9 @@ export function redirectToClient(res: ServerResponse, method: string, redirectUr
   res.setHeader('Referrer-Policy', 'no-referrer');
   res.setHeader('Content-Length', '0');
   res.end();
+}
+
+/** An error response (RFC 6749 §4.1.2.1) to a verified redirect URI: `error`, `error_description`, `state`, `iss`. */
+export function redirectErrorToClient(res: ServerResponse, method: string, redirectUri: string, state: string | undefined, err: OAuthError, issuer: string): void {
+  redirectToClient(res, method, redirectUri, { error: err.code, error_description: err.description, state, iss: issuer });
 }

@@ -7,7 +7,7 @@ import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/sessio
 import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
 import { AuthorizationService } from './authorization.service';
 import { ConsentService } from '@idp/consent';
-import { redirectToClient } from './authorize-response';
+import { redirectErrorToClient, redirectToClient } from './authorize-response';
 
 /**
  * GET /authorize for a user who is signed in and whose consent is in place, the request of every
@@ -58,7 +58,7 @@ export class AuthorizeShortcut {
       // (answered here, so that no policy is asked twice for one request).
       if (!(err instanceof OAuthError) || !err.redirectable) return false;
       await this.renew(res, id, session);
-      redirectToClient(res, 'GET', ar.redirectUri, { error: err.code, error_description: err.description, state: ar.state, iss: this.config.issuer });
+      redirectErrorToClient(res, 'GET', ar.redirectUri, ar.state, err, this.config.issuer);
       return true;
     }
     if (reason !== undefined) return false;
