@@ -57,6 +57,7 @@ describe('the server process (npm start)', () => {
     [{ IDP_RATE_LIMIT: 'maybe' }, 'IDP_RATE_LIMIT'],
     [{ IDP_POOL_NICE: '20' }, 'IDP_POOL_NICE'],
     [{ SQLITE_SYNCHRONOUS: 'off' }, 'SQLITE_SYNCHRONOUS'],
+    [{ SQLITE_CHECKPOINT: 'never' }, 'SQLITE_CHECKPOINT'],
   ])('refuses to start with %j, in one line naming %s and no stack', async (env, variable) => {
     const r = run({ DATABASE_URL: 'sqlite::memory:', ...env });
     expect(await r.exited).toBe(1);

@@ -41,16 +41,23 @@ describe('migrations', () => {
     }
   });
 
-  it('opens a SQLite file in WAL mode, synchronous NORMAL unless FULL is asked for, checkpoints every 4,000 pages, 16 MiB of page cache', async () => {
+  it('opens a SQLite file in WAL mode, synchronous NORMAL unless FULL is asked for, checkpoints every 4,000 pages (16,000 as a safety net beside the background worker), 16 MiB of page cache', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'idp-sqlite-'));
     try {
-      for (const [opts, expected] of [[{}, 1], [{ sqliteSynchronous: 'normal' }, 1], [{ sqliteSynchronous: 'full' }, 2]] as const) {
+      const cases = [
+        [{}, 1, 4000],
+        [{ sqliteSynchronous: 'normal' }, 1, 4000],
+        [{ sqliteSynchronous: 'full' }, 2, 4000],
+        [{ sqliteCheckpoint: 'inline' }, 1, 4000],
+        [{ sqliteCheckpoint: 'background' }, 1, 16000],
+      ] as const;
+      for (const [opts, expected, pages] of cases) {
         const ds = new DataSource(dataSourceOptions(`sqlite:${join(dir, 'x.sqlite')}`, opts));
         await ds.initialize();
         try {
           expect(await ds.query('PRAGMA journal_mode')).toEqual([{ journal_mode: 'wal' }]);
           expect(await ds.query('PRAGMA synchronous')).toEqual([{ synchronous: expected }]);
-          expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
+          expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: pages }]);
           expect(await ds.query('PRAGMA cache_size')).toEqual([{ cache_size: -16384 }]);
         } finally {
           await ds.destroy();

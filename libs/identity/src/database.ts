@@ -25,7 +25,26 @@ export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Ha
  * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query
  * parameter puts every table in that schema). Migrations, never `synchronize`.
  */
-export function dataSourceOptions(databaseUrl: string, opts: { sqliteSynchronous?: 'normal' | 'full' } = {}): DataSourceOptions {
+/** WAL pages between checkpoints when SQLite runs them itself, on the committing thread (`SQLITE_CHECKPOINT=inline`). */
+export const INLINE_CHECKPOINT_PAGES = 4000;
+/**
+ * With `SQLITE_CHECKPOINT=background` the worker thread (sqlite-checkpointer.ts) keeps the WAL
+ * short; SQLite's own checkpoint on the committing thread stays as a safety net, far out (64 MiB
+ * of WAL), for when the worker falls behind.
+ */
+export const SAFETY_CHECKPOINT_PAGES = 16000;
+
+export interface SqliteOptions {
+  sqliteSynchronous?: 'normal' | 'full';
+  /** `background` only where a SqliteCheckpointer runs beside the DataSource (IdentityModule); default `inline`. */
+  sqliteCheckpoint?: 'background' | 'inline';
+}
+
+/**
+ * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query
+ * parameter puts every table in that schema). Migrations, never `synchronize`.
+ */
+export function dataSourceOptions(databaseUrl: string, opts: SqliteOptions = {}): DataSourceOptions {
   const common = { entities: ENTITIES, migrations: MIGRATIONS, migrationsTableName: 'migrations', synchronize: false, logging: false } as const;
   if (databaseUrl.startsWith('sqlite:')) {
     const path = databaseUrl.slice('sqlite:'.length);
@@ -43,13 +62,15 @@ export function dataSourceOptions(databaseUrl: string, opts: { sqliteSynchronous
       // (SQLITE_SYNCHRONOUS, docs/performance.md; the trade-off is in docs/security.md).
       prepareDatabase: (db: { pragma(source: string): unknown }) => {
         db.pragma(`synchronous = ${opts.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-        // Checkpoints every 4,000 WAL pages (16 MiB) rather than SQLite's 1,000: a checkpoint runs
-        // on the committing (event-loop) thread and copies each page changed since the last one
-        // once, with two fsyncs, so a longer interval copies the hot pages (index roots, the
-        // tables' last leaves) fewer times and fsyncs less often; commits on the refresh workload
-        // took ~25 % less time (docs/performance.md). A page cache of 16 MiB instead of 2 MiB keeps
-        // more of the random-keyed indexes (token and code hashes) in memory.
-        db.pragma('wal_autocheckpoint = 4000');
+        // A checkpoint copies each page changed since the last one from the WAL into the database
+        // file, with two fsyncs. Run by SQLite itself, it happens on the committing thread, which
+        // here is the event loop: every 4,000 pages a commit took 40 ms and stalled every request
+        // in flight (docs/performance.md). So by default a worker thread runs them
+        // (sqlite-checkpointer.ts) and SQLite's own is only a safety net. Inline, every 4,000 WAL
+        // pages (16 MiB) rather than SQLite's 1,000: a longer interval copies the hot pages (index
+        // roots, the tables' last leaves) fewer times and fsyncs less often. A page cache of 16 MiB
+        // instead of 2 MiB keeps more of the random-keyed indexes (token and code hashes) in memory.
+        db.pragma(`wal_autocheckpoint = ${opts.sqliteCheckpoint === 'background' && !memory ? SAFETY_CHECKPOINT_PAGES : INLINE_CHECKPOINT_PAGES}`);
         db.pragma('cache_size = -16384');
       },
     };

@@ -13,6 +13,7 @@ import { SessionModule } from '@idp/session';
 import { ConsentModule } from '@idp/consent';
 import { AuthorizationModule } from '@idp/authorization';
 import { dataSourceOptions } from './database';
+import { SqliteCheckpointer } from './sqlite-checkpointer';
 
 /** How a company's application composes the IdP (see docs/extending.md). */
 export interface IdentityOptions {
@@ -60,7 +61,7 @@ export class IdentityModule {
         TypeOrmModule.forRootAsync({
           inject: [IdpConfig],
           useFactory: (config: IdpConfig) => {
-            const base = dataSourceOptions(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous });
+            const base = dataSourceOptions(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous, sqliteCheckpoint: config.sqliteCheckpoint });
             return {
               ...base,
               entities: [...(base.entities as Function[]), ...(options.entities ?? [])],
@@ -88,7 +89,7 @@ export class IdentityModule {
         DiscoveryController, HealthController,
         ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController, UserGrantsAdminController,
       ],
-      providers: [AdminBootstrap, { provide: IDENTITY_OPTIONS, useValue: options }],
+      providers: [AdminBootstrap, SqliteCheckpointer, { provide: IDENTITY_OPTIONS, useValue: options }],
       exports: [IDENTITY_OPTIONS, TokenModule, UsersModule, ClientsModule, ResourcesModule, SessionModule, ConsentModule, AuthorizationModule, KeysModule],
     };
   }

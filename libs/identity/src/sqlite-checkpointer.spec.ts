@@ -1,0 +1,106 @@
+import { Logger } from '@nestjs/common';
+import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DataSource } from 'typeorm';
+import { loadConfig } from '@idp/core';
+import { dataSourceOptions } from './database';
+import { SqliteCheckpointer } from './sqlite-checkpointer';
+
+// SQLite files only: the checkpointer does nothing on PostgreSQL or in memory.
+describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () => {
+  let dir: string;
+  const open: Array<{ ds: DataSource; cp: SqliteCheckpointer }> = [];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'idp-ckpt-'));
+    jest.spyOn(Logger.prototype, 'debug').mockImplementation(() => undefined);
+  });
+  afterEach(async () => {
+    for (const { ds, cp } of open.splice(0)) {
+      await cp.onModuleDestroy();
+      if (ds.isInitialized) await ds.destroy();
+    }
+    rmSync(dir, { recursive: true, force: true });
+    jest.restoreAllMocks();
+  });
+
+  async function start(mode: 'background' | 'inline', url = `sqlite:${join(dir, 'idp.sqlite')}`, before?: (ds: DataSource) => void) {
+    const config = loadConfig({ DATABASE_URL: url, SQLITE_CHECKPOINT: mode, IDP_SECRET_KEY: 'k'.repeat(32) });
+    const ds = await new DataSource({ ...dataSourceOptions(url, { sqliteCheckpoint: mode }), migrationsRun: false }).initialize();
+    const cp = new SqliteCheckpointer(config, ds);
+    open.push({ ds, cp });
+    await ds.query('CREATE TABLE scratch (id INTEGER PRIMARY KEY, data BLOB NOT NULL)');
+    before?.(ds);
+    await cp.onModuleInit();
+    return { ds, cp, file: url.slice('sqlite:'.length) };
+  }
+
+  /** About 1,000 pages into the WAL, in 100 commits. */
+  async function write(ds: DataSource) {
+    for (let i = 0; i < 100; i++) {
+      await ds.query("INSERT INTO scratch (data) SELECT randomblob(3900) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9 UNION ALL SELECT 10)");
+    }
+  }
+
+  async function until(what: () => boolean, ms = 5000) {
+    const end = Date.now() + ms;
+    while (!what()) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
+  it('copies the WAL into the database file from the worker, while SQLite itself would wait for 16,000 pages', async () => {
+    const { ds, cp, file } = await start('background');
+    expect(cp.running).toBe(true);
+    expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 16000 }]);
+    const before = statSync(file).size;
+    await write(ds);
+    // ~4 MB of rows: in the WAL first; only a checkpoint puts them into the database file, and the
+    // event loop's own would not run before 16,000 pages.
+    expect(await until(() => statSync(file).size > before + 3_000_000)).toBe(true);
+    expect(await ds.query('SELECT count(*) AS n FROM scratch')).toEqual([{ n: 1000 }]);
+  });
+
+  it('stops its worker before the database closes, so that the last close removes the WAL as usual', async () => {
+    const { ds, cp, file } = await start('background');
+    await write(ds);
+    await cp.onModuleDestroy();
+    expect(cp.running).toBe(false);
+    await ds.destroy();
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    const again = await new DataSource(dataSourceOptions(`sqlite:${file}`)).initialize();
+    expect(await again.query('SELECT count(*) AS n FROM scratch')).toEqual([{ n: 1000 }]);
+    await again.destroy();
+  });
+
+  it('leaves checkpoints to SQLite every 4,000 pages with SQLITE_CHECKPOINT=inline, and in memory', async () => {
+    const inline = await start('inline');
+    expect(inline.cp.running).toBe(false);
+    expect(await inline.ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
+    const memory = await start('background', 'sqlite::memory:');
+    expect(memory.cp.running).toBe(false);
+  });
+
+  it('hands checkpoints back to SQLite (every 4,000 pages) with a warning when the worker dies', async () => {
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const { ds, cp } = await start('background');
+    await (cp as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    expect(await until(() => !cp.running)).toBe(true);
+    expect(await until(() => warn.mock.calls.length > 0)).toBe(true);
+    expect(String(warn.mock.calls[0][0])).toMatch(/checkpoint worker stopped .*every 4000 WAL pages/);
+    await until(() => false, 100);
+    expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
+  });
+
+  it('starts without it, checkpointing as SQLite does, when the worker cannot open the database', async () => {
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    // The event loop's connection stays open on the unlinked file; the worker's cannot find it.
+    const { ds, cp } = await start('background', undefined, (d) => unlinkSync((d.options as { database: string }).database));
+    expect(cp.running).toBe(false);
+    expect(String(warn.mock.calls[0]?.[0])).toMatch(/checkpoint worker did not start/);
+    expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
+  });
+});

@@ -1,0 +1,139 @@
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { DataSource } from 'typeorm';
+import { IdpConfig } from '@idp/core';
+import { INLINE_CHECKPOINT_PAGES } from './database';
+
+/** How often the worker looks for WAL pages to copy. */
+export const CHECKPOINT_INTERVAL_MS = 250;
+/** Passes per round: each one copies what the event loop committed during the one before. */
+const MAX_PASSES = 8;
+
+/**
+ * The worker thread's code (a string, so that it runs the same from dist/ and under jest). It opens
+ * its own connection to the database file and, every CHECKPOINT_INTERVAL_MS, runs PASSIVE
+ * checkpoints until the WAL is copied into the database file. A PASSIVE checkpoint never waits for
+ * a lock nor holds one a writer needs: the event loop's reads and commits go on meanwhile, and its
+ * next commit after a complete checkpoint starts the WAL over from the beginning.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData: w } = require('node:worker_threads');
+const { readlinkSync } = require('node:fs');
+const { setPriority } = require('node:os');
+const Database = require(w.module);
+const db = new Database(w.file, { fileMustExist: true });
+db.pragma('synchronous = ' + w.synchronous);
+if (w.nice > 0) {
+  // Below the event loop, like libuv's pool (pool-priority.ts): Linux renices one thread at a time.
+  try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), w.nice); } catch {}
+}
+function round() {
+  const started = process.hrtime.bigint();
+  let copied = 0;
+  for (let i = 0; i < w.maxPasses; i++) {
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    if (!(r.log > 0)) break;
+    copied = r.checkpointed;
+    if (r.checkpointed >= r.log) break;
+  }
+  if (copied > 0) parentPort.postMessage({ type: 'round', frames: copied, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+}
+const timer = setInterval(round, w.intervalMs);
+parentPort.on('message', (m) => {
+  if (m !== 'stop') return;
+  clearInterval(timer);
+  db.close();
+  parentPort.close();
+});
+parentPort.postMessage({ type: 'ready' });
+`;
+
+/**
+ * Runs SQLite's WAL checkpoints on a worker thread (`SQLITE_CHECKPOINT=background`, the default
+ * for a SQLite file). better-sqlite3 is synchronous, so a checkpoint run by SQLite itself happens
+ * inside a commit on the event loop: copying 4,000 pages and two fsyncs stalled every request in
+ * flight for about 40 ms, several times a second under load (docs/performance.md). Here the event
+ * loop only appends to the WAL; SQLite's own checkpoint stays as a safety net at
+ * SAFETY_CHECKPOINT_PAGES (database.ts), and comes back at its usual interval if the worker dies.
+ *
+ * Durability is unchanged: commits are in the WAL either way, and `synchronous` is the same on
+ * both connections (the checkpoint fsyncs the WAL before copying and the database after).
+ */
+@Injectable()
+export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('SqliteCheckpointer');
+  private worker?: Worker;
+  private stopping = false;
+
+  constructor(private readonly config: IdpConfig, @InjectDataSource() private readonly ds: DataSource) {}
+
+  /** Whether the worker runs the checkpoints now. */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
+  async onModuleInit(): Promise<void> {
+    const file = this.ds.options.type === 'better-sqlite3' ? this.ds.options.database : undefined;
+    if (this.config.sqliteCheckpoint !== 'background' || typeof file !== 'string' || file === ':memory:') return;
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {
+        module: require.resolve('better-sqlite3'),
+        file,
+        synchronous: this.config.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL',
+        nice: this.config.poolNice,
+        intervalMs: CHECKPOINT_INTERVAL_MS,
+        maxPasses: MAX_PASSES,
+      },
+    });
+    // Its first message says that its connection is open. If it cannot start, SQLite checkpoints
+    // on the committing thread as it would without the worker: slower, never wrong.
+    try {
+      const [first] = (await Promise.race([
+        once(worker, 'message'),
+        once(worker, 'exit').then(([code]) => Promise.reject(new Error(`exited with code ${code}`))),
+      ])) as [{ type: string }];
+      if (first.type !== 'ready') throw new Error(`sent ${first.type} first`);
+    } catch (err) {
+      await worker.terminate();
+      this.logger.warn(`SQLite checkpoint worker did not start (${(err as Error).message}); checkpoints run on the event loop, every ${INLINE_CHECKPOINT_PAGES} WAL pages`);
+      await this.ds.query(`PRAGMA wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
+      return;
+    }
+    worker.on('message', (m: { type: string; frames: number; ms: number }) => {
+      if (m.type === 'round') this.logger.debug(`checkpoint: ${m.frames} WAL pages in the database file after ${m.ms.toFixed(1)} ms`);
+    });
+    worker.on('error', (err) => void this.fallBack(`failed: ${err.message}`));
+    worker.on('exit', (code) => void this.fallBack(`stopped (exit code ${code})`));
+    // Never what keeps the process alive.
+    worker.unref();
+    this.worker = worker;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.stopping = true;
+    this.worker = undefined;
+    // Its connection is closed before the DataSource's, so that the last one to close (the
+    // DataSource's) checkpoints the rest and removes the WAL, as SQLite does without a worker.
+    const exited = once(worker, 'exit');
+    worker.postMessage('stop');
+    const timeout = new Promise((resolve) => setTimeout(resolve, 2000).unref());
+    if ((await Promise.race([exited.then(() => true), timeout])) !== true) await worker.terminate();
+  }
+
+  /** The worker is gone without being asked: SQLite checkpoints on the committing thread again. */
+  private async fallBack(why: string): Promise<void> {
+    if (this.stopping || !this.worker) return;
+    this.worker = undefined;
+    this.logger.warn(`SQLite checkpoint worker ${why}; checkpoints run on the event loop again, every ${INLINE_CHECKPOINT_PAGES} WAL pages`);
+    try {
+      await this.ds.query(`PRAGMA wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
+    } catch {
+      // the DataSource is closing or closed: nothing left to checkpoint for
+    }
+  }
+}
