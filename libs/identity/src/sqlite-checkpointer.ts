@@ -119,10 +119,15 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
     this.worker = undefined;
     // Its connection is closed before the DataSource's, so that the last one to close (the
     // DataSource's) checkpoints the rest and removes the WAL, as SQLite does without a worker.
-    const exited = once(worker, 'exit');
+    // The timer is what keeps the process alive meanwhile (the worker is unref'd): without it a
+    // process shutting down after a failed start would end here, with exit code 0.
+    let timer: NodeJS.Timeout | undefined;
+    const exited = once(worker, 'exit').then(() => true);
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 2000)));
     worker.postMessage('stop');
-    const timeout = new Promise((resolve) => setTimeout(resolve, 2000).unref());
-    if ((await Promise.race([exited.then(() => true), timeout])) !== true) await worker.terminate();
+    const done = await Promise.race([exited, timedOut]);
+    clearTimeout(timer);
+    if (!done) await worker.terminate();
   }
 
   /** The worker is gone without being asked: SQLite checkpoints on the committing thread again. */
