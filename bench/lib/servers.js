@@ -149,6 +149,11 @@ function randomSecret(n = 48) {
   return require('node:crypto').randomBytes(n).toString('base64url').slice(0, n);
 }
 
+/** BENCH_OURS_NODE_ARGS="--trace-gc …": node flags for our server only (V8 flags NODE_OPTIONS refuses). */
+function oursNodeArgs() {
+  return (process.env.BENCH_OURS_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 /** Our server as `npm start` runs it (node --max-semi-space-size=8 dist/apps/idp/src/main.js), production mode, rate limits off. */
 /** BENCH_OURS_ENV="NAME=value NAME2=value2": settings for our server only (to compare one setting against another). */
 function oursEnv() {
@@ -172,7 +177,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     ...oursEnv(),
     ...extraEnv,
   };
-  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, '--max-semi-space-size=8', 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...oursNodeArgs(), '--max-semi-space-size=8', 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
   s.issuer = issuer;
   s.port = port;
   return s.start();
