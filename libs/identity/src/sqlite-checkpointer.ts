@@ -79,6 +79,8 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
     if (this.config.sqliteCheckpoint !== 'background' || typeof file !== 'string' || file === ':memory:') return;
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
+      // It allocates a few small objects per round: a small heap keeps its memory small.
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
       workerData: {
         module: require.resolve('better-sqlite3'),
         file,
