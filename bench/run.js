@@ -302,7 +302,11 @@ async function compare(b) {
     }
     if (!s.target.startsWith('ours')) return '';
     const ref = all.find((x) => x.workload === s.workload && x.target === 'oidc-provider');
-    return ref ? `${(s.rate / ref.rate).toFixed(2)} ×` : 'ours only';
+    if (!ref) return 'ours only';
+    // Each round's ratio too: the two sides of a round ran one after the other, so the machine's
+    // drift between rounds (which can move a ratio by 15 % or more) shows as their spread.
+    const perRound = s.rounds.length > 1 && s.rounds.length === ref.rounds.length ? ` (rounds: ${s.rounds.map((r, i) => (r / ref.rounds[i]).toFixed(2)).join(', ')})` : '';
+    return `${(s.rate / ref.rate).toFixed(2)} ×${perRound}`;
   };
   const tbl = report.table(sums, ratio, 'ours / oidc-provider');
   const m = report.machine(o.serverDir);
