@@ -28,8 +28,14 @@ const WORKER = `
 const { workerData: w, parentPort } = require('node:worker_threads');
 const db = new (require(w.module))(w.file);
 db.pragma('synchronous = NORMAL');
+// As libs/identity/src/sqlite-checkpointer.ts: passes until one finds the WAL as the one before left it.
 const t = setInterval(() => {
-  for (let i = 0; i < 8; i++) { const [r] = db.pragma('wal_checkpoint(PASSIVE)'); if (!(r.log > 0) || r.checkpointed >= r.log) break; }
+  let last = -1;
+  for (let i = 0; i < 16; i++) {
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    if (!(r.log > 0) || (r.checkpointed >= r.log && r.log === last)) break;
+    last = r.log;
+  }
 }, w.ms);
 parentPort.on('message', () => { clearInterval(t); db.close(); parentPort.close(); });`;
 

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
@@ -62,6 +62,23 @@ describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () =>
     // event loop's own would not run before 16,000 pages.
     expect(await until(() => statSync(file).size > before + 3_000_000)).toBe(true);
     expect(await ds.query('SELECT count(*) AS n FROM scratch')).toEqual([{ n: 1000 }]);
+  });
+
+  it('lets the WAL start over from the beginning once the worker has copied it all', async () => {
+    const { ds, file } = await start('background');
+    // The WAL header's checkpoint sequence number (bytes 12–15) goes up each time SQLite starts
+    // the WAL over, which the first commit after a complete checkpoint does.
+    const sequence = () => readFileSync(`${file}-wal`).readUInt32BE(12);
+    await write(ds);
+    const before = sequence();
+    expect(await until(() => statSync(file).size > 3_000_000)).toBe(true);
+    let restarted = false;
+    for (let i = 0; i < 20 && !restarted; i++) {
+      await until(() => false, 300);
+      await ds.query('INSERT INTO scratch (data) VALUES (randomblob(10))');
+      restarted = sequence() > before;
+    }
+    expect(restarted).toBe(true);
   });
 
   it('stops its worker before the database closes, so that the last close removes the WAL as usual', async () => {

@@ -8,15 +8,16 @@ import { INLINE_CHECKPOINT_PAGES } from './database';
 
 /** How often the worker looks for WAL pages to copy. */
 export const CHECKPOINT_INTERVAL_MS = 250;
-/** Passes per round: each one copies what the event loop committed during the one before. */
-const MAX_PASSES = 8;
+/** Passes per round at most: each one copies what the event loop committed during the one before. */
+const MAX_PASSES = 16;
 
 /**
  * The worker thread's code (a string, so that it runs the same from dist/ and under jest). It opens
  * its own connection to the database file and, every CHECKPOINT_INTERVAL_MS, runs PASSIVE
  * checkpoints until the WAL is copied into the database file. A PASSIVE checkpoint never waits for
  * a lock nor holds one a writer needs: the event loop's reads and commits go on meanwhile, and its
- * next commit after a complete checkpoint starts the WAL over from the beginning.
+ * next commit after a complete checkpoint starts the WAL over from the beginning. (`log` and
+ * `checkpointed` are the WAL's pages and those in the database file, as of the pass's start.)
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData: w } = require('node:worker_threads');
@@ -29,16 +30,25 @@ if (w.nice > 0) {
   // Below the event loop, like libuv's pool (pool-priority.ts): Linux renices one thread at a time.
   try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), w.nice); } catch {}
 }
+let reported = -1;
 function round() {
   const started = process.hrtime.bigint();
-  let copied = 0;
-  for (let i = 0; i < w.maxPasses; i++) {
-    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (!(r.log > 0)) break;
-    copied = r.checkpointed;
-    if (r.checkpointed >= r.log) break;
+  // A pass copies the WAL as it was when the pass began; what the event loop commits meanwhile
+  // waits for the next one. Only when a pass finds the WAL as the one before left it is the WAL
+  // wholly in the database file, so that the event loop's next commit starts it over from the
+  // beginning (the WAL stays short and the safety net idle). Under a steady stream of commits
+  // that moment may not come within maxPasses: the next round tries again.
+  let r, last = -1, passes = 0;
+  while (passes < w.maxPasses) {
+    [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    passes++;
+    if (!(r.log > 0) || (r.checkpointed >= r.log && r.log === last)) break;
+    last = r.log;
   }
-  if (copied > 0) parentPort.postMessage({ type: 'round', frames: copied, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+  if (r.log > 0 && r.log !== reported) {
+    reported = r.log;
+    parentPort.postMessage({ type: 'round', frames: r.checkpointed, log: r.log, passes, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+  }
 }
 const timer = setInterval(round, w.intervalMs);
 parentPort.on('message', (m) => {
@@ -104,8 +114,8 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
       await this.ds.query(`PRAGMA wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
       return;
     }
-    worker.on('message', (m: { type: string; frames: number; ms: number }) => {
-      if (m.type === 'round') this.logger.debug(`checkpoint: ${m.frames} WAL pages in the database file after ${m.ms.toFixed(1)} ms`);
+    worker.on('message', (m: { type: string; frames: number; log: number; passes: number; ms: number }) => {
+      if (m.type === 'round') this.logger.debug(`checkpoint: ${m.frames} of ${m.log} WAL pages in the database file, ${m.passes} passes, ${m.ms.toFixed(1)} ms`);
     });
     worker.on('error', (err) => void this.fallBack(`failed: ${err.message}`));
     worker.on('exit', (code) => void this.fallBack(`stopped (exit code ${code})`));
