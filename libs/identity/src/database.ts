@@ -21,10 +21,6 @@ export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGra
 /** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
 export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Hardening1764200000000];
 
-/**
- * TypeORM options for `sqlite:PATH`, `sqlite::memory:` or `postgres://…` (a `?schema=NAME` query
- * parameter puts every table in that schema). Migrations, never `synchronize`.
- */
 /** WAL pages between checkpoints when SQLite runs them itself, on the committing thread (`SQLITE_CHECKPOINT=inline`). */
 export const INLINE_CHECKPOINT_PAGES = 4000;
 /**

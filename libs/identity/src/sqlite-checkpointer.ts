@@ -68,8 +68,9 @@ parentPort.postMessage({ type: 'ready' });
  * loop only appends to the WAL; SQLite's own checkpoint stays as a safety net at
  * SAFETY_CHECKPOINT_PAGES (database.ts), and comes back at its usual interval if the worker dies.
  *
- * Durability is unchanged: commits are in the WAL either way, and `synchronous` is the same on
- * both connections (the checkpoint fsyncs the WAL before copying and the database after).
+ * Durability is unchanged or better: commits are in the WAL either way, `synchronous` is the same
+ * on both connections (the checkpoint fsyncs the WAL before copying and the database after), and
+ * the WAL is synced every round that finds new commits rather than every 4,000 pages.
  */
 @Injectable()
 export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
