@@ -30,6 +30,11 @@ export const INLINE_CHECKPOINT_PAGES = 4000;
  */
 export const SAFETY_CHECKPOINT_PAGES = 16000;
 
+/** SQLite's `synchronous` pragma value for SQLITE_SYNCHRONOUS, the same on every connection. */
+export function synchronousPragma(setting?: 'normal' | 'full'): 'FULL' | 'NORMAL' {
+  return setting === 'full' ? 'FULL' : 'NORMAL';
+}
+
 export interface SqliteOptions {
   sqliteSynchronous?: 'normal' | 'full';
   /** `background` only where a SqliteCheckpointer runs beside the DataSource (IdentityModule); default `inline`. */
@@ -57,7 +62,7 @@ export function dataSourceOptions(databaseUrl: string, opts: SqliteOptions = {})
       // synchronous, so a per-commit fsync (≈ 0.3 ms here) would stall the whole event loop
       // (SQLITE_SYNCHRONOUS, docs/performance.md; the trade-off is in docs/security.md).
       prepareDatabase: (db: { pragma(source: string): unknown }) => {
-        db.pragma(`synchronous = ${opts.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+        db.pragma(`synchronous = ${synchronousPragma(opts.sqliteSynchronous)}`);
         // A checkpoint copies each page changed since the last one from the WAL into the database
         // file, with two fsyncs. Run by SQLite itself, it happens on the committing thread, which
         // here is the event loop: every 4,000 pages a commit took 40 ms and stalled every request

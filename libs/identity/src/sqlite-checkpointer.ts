@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { DataSource } from 'typeorm';
 import { IdpConfig } from '@idp/core';
-import { INLINE_CHECKPOINT_PAGES } from './database';
+import { INLINE_CHECKPOINT_PAGES, synchronousPragma } from './database';
 
 /** How often the worker looks for WAL pages to copy. */
 export const CHECKPOINT_INTERVAL_MS = 250;
@@ -95,7 +95,7 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
       workerData: {
         module: require.resolve('better-sqlite3'),
         file,
-        synchronous: this.config.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL',
+        synchronous: synchronousPragma(this.config.sqliteSynchronous),
         nice: this.config.poolNice,
         intervalMs: CHECKPOINT_INTERVAL_MS,
         maxPasses: MAX_PASSES,
@@ -111,8 +111,7 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
       if (first.type !== 'ready') throw new Error(`sent ${first.type} first`);
     } catch (err) {
       await worker.terminate();
-      this.logger.warn(`SQLite checkpoint worker did not start (${(err as Error).message}); checkpoints run on the event loop, every ${INLINE_CHECKPOINT_PAGES} WAL pages`);
-      await this.ds.query(`PRAGMA wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
+      await this.checkpointInline(`did not start (${(err as Error).message})`);
       return;
     }
     worker.on('message', (m: { type: string; frames: number; log: number; passes: number; ms: number }) => {
@@ -147,7 +146,12 @@ export class SqliteCheckpointer implements OnModuleInit, OnModuleDestroy {
   private async fallBack(why: string): Promise<void> {
     if (this.stopping || !this.worker) return;
     this.worker = undefined;
-    this.logger.warn(`SQLite checkpoint worker ${why}; checkpoints run on the event loop again, every ${INLINE_CHECKPOINT_PAGES} WAL pages`);
+    await this.checkpointInline(why);
+  }
+
+  /** SQLite's own checkpoints at their usual interval, on the committing thread. */
+  private async checkpointInline(why: string): Promise<void> {
+    this.logger.warn(`SQLite checkpoint worker ${why}; checkpoints run on the event loop, every ${INLINE_CHECKPOINT_PAGES} WAL pages`);
     try {
       await this.ds.query(`PRAGMA wal_autocheckpoint = ${INLINE_CHECKPOINT_PAGES}`);
     } catch {
