@@ -154,7 +154,16 @@ function oursNodeArgs() {
   return (process.env.BENCH_OURS_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-/** Our server as `npm start` runs it (node --max-semi-space-size=8 dist/apps/idp/src/main.js), production mode, rate limits off. */
+/**
+ * The node flags of `npm start` (package.json's `start` script), so that the bench runs our server
+ * exactly as it is started, V8's memory settings included.
+ */
+function startNodeArgs() {
+  const start = require('../../package.json').scripts.start.split(/\s+/);
+  if (start[0] !== 'node') throw new Error(`package.json: the start script does not run node: ${start.join(' ')}`);
+  return start.slice(1).filter((a) => a.startsWith('--'));
+}
+
 /** BENCH_OURS_ENV="NAME=value NAME2=value2": settings for our server only (to compare one setting against another). */
 function oursEnv() {
   const out = {};
@@ -166,6 +175,7 @@ function oursEnv() {
   return out;
 }
 
+/** Our server as `npm start` runs it (its node flags, dist/apps/idp/src/main.js), production mode, rate limits off. */
 async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort }) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
@@ -177,7 +187,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     ...oursEnv(),
     ...extraEnv,
   };
-  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...oursNodeArgs(), '--max-semi-space-size=8', 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...startNodeArgs(), ...oursNodeArgs(), 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
   s.issuer = issuer;
   s.port = port;
   return s.start();
