@@ -41,7 +41,7 @@ function summarize(workload, target, runs) {
     verify.failed += r.verify.failed;
     for (const [m, n] of Object.entries(r.verify.messages)) verify.messages[m] = (verify.messages[m] ?? 0) + n;
   }
-  return {
+  const summary = {
     workload, target, unit: UNIT[workload],
     rate: units / seconds,
     rounds: runs.map((r) => r.units / r.seconds),
@@ -54,19 +54,31 @@ function summarize(workload, target, runs) {
     otherCpuPct: Math.max(0, ...runs.map((r) => r.otherCpu ?? 0)),
     verify,
   };
+  summary.cpuMsPerUnit = cpuMsPerUnit(summary);
+  return summary;
 }
 
 const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+
+/**
+ * CPU time the server spent per unit (its process, plus PostgreSQL's on PostgreSQL), in ms: what a
+ * unit costs whatever the machine's other load. On a machine whose cores are all busy, the ratio of
+ * two servers' rates can be no larger than the inverse ratio of these.
+ */
+function cpuMsPerUnit(s) {
+  return ((s.cpuPct + (s.dbCpuPct ?? 0)) * 10) / s.rate;
+}
 
 /**
  * Rows: one per (workload, target), with `compare(summary, all)` giving the last column
  * (e.g. ours / oidc-provider).
  */
 function table(summaries, compare, compareTitle) {
-  const head = ['workload', 'server', 'rate', 'p50 ms', 'p99 ms', 'failures', 'RSS MiB', 'CPU %', 'load gen CPU %', 'others CPU %', compareTitle];
+  const head = ['workload', 'server', 'rate', 'p50 ms', 'p99 ms', 'failures', 'RSS MiB', 'CPU %', 'CPU ms / unit', 'load gen CPU %', 'others CPU %', compareTitle];
   const rows = summaries.map((s) => [
-    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, f0(s.genCpuPct), f0(s.otherCpuPct),
+    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, f2(s.cpuMsPerUnit), f0(s.genCpuPct), f0(s.otherCpuPct),
     compare(s, summaries) ?? '',
   ]);
   return { head, rows };
