@@ -152,7 +152,7 @@ class Bench {
   async startOurs(name, databaseUrl, extra = {}) {
     const admin = extra.admin ?? { id: 'bench-admin', secret: servers.randomSecret(40) };
     const secretKey = extra.secretKey ?? servers.randomSecret(48);
-    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, serverDir: this.o.serverDir, port: extra.port });
+    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, extraEnv: extra.env, serverDir: this.o.serverDir, port: extra.port });
     this.procs.push(s);
     s.admin = admin;
     s.secretKey = secretKey;
@@ -269,6 +269,12 @@ async function compare(b) {
   const sqlite = await b.startOurs('ours (SQLite)', `sqlite:${join(b.tmp, 'ours.sqlite')}`);
   const t = await setupOurs(sqlite.issuer, sqlite.admin);
   const started = [[sqlite, t]];
+  const b2 = servers.variantB();
+  if (b2) {
+    log(`starting our server on SQLite with ${b2.label} …`);
+    const sqliteB = await b.startOurs('ours (SQLite, B)', `sqlite:${join(b.tmp, 'ours-b.sqlite')}`, { env: b2.env, nodeArgs: b2.nodeArgs });
+    started.push([sqliteB, await setupOurs(sqliteB.issuer, sqliteB.admin)]);
+  }
   if (o.databaseUrl) {
     log('starting our server on PostgreSQL …');
     const { url } = await b.pgSchema('cmp');
@@ -309,6 +315,7 @@ async function compare(b) {
     return `${(s.rate / ref.rate).toFixed(2)} ×${perRound}`;
   };
   const tbl = report.table(sums, ratio, 'ours / oidc-provider');
+  const abLines = b2 ? variantLines(sums, b2.label) : [];
   const m = report.machine(o.serverDir);
   const v = report.verifyLine(sums);
   const notes = report.failureNotes(sums);
@@ -320,6 +327,7 @@ async function compare(b) {
     '',
     `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; CPU ms / unit: that CPU time per unit (when every core is busy, two servers' rates can differ by no more than the inverse ratio of these); load gen: the load generator process; others: the rest of the machine (the worst round), which should be near 0 for a clean run. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
+    ...(abLines.length ? ['', ...abLines] : []),
     '',
     `RSS after the whole run (every workload, every round; 2 s after the last load): ${rssAfter.map((x) => `${x.target} ${x.mb} MiB`).join(', ')}.`,
     '',
@@ -327,10 +335,24 @@ async function compare(b) {
     ...report.tokenNotes(sums),
   ].join('\n');
   log(`\n${report.consoleTable(tbl)}\n`);
+  if (abLines.length) log(abLines.join('\n'));
   log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
   log(`RSS after the whole run: ${rssAfter.map((x) => `${x.target} ${x.mb} MiB`).join(', ')}`);
   if (notes.length) log(notes.join('\n'));
-  write(o.out || 'latest', { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs, rssAfter }, md);
+  // A run with a variant B is an experiment: it leaves latest.* (what the README quotes) alone.
+  write(o.out || (b2 ? 'ab' : 'latest'), { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs, rssAfter }, md);
+}
+
+/** "B / A" per workload, with each round's ratio (B ran right after A in each round). */
+function variantLines(sums, label) {
+  const lines = [`B = ours (SQLite) with ${label}; B / A, the whole run and each round:`];
+  for (const a of sums.filter((x) => x.target === 'ours (SQLite)')) {
+    const bs = sums.find((x) => x.workload === a.workload && x.target === 'ours (SQLite, B)');
+    if (!bs) continue;
+    const rounds = bs.rounds.length === a.rounds.length ? bs.rounds.map((r, i) => (r / a.rounds[i]).toFixed(2)).join(', ') : '';
+    lines.push(`- ${report.LABEL[a.workload]}: ${(bs.rate / a.rate).toFixed(2)} × (rounds: ${rounds}); CPU ms / unit ${a.cpuMsPerUnit.toFixed(2)} → ${bs.cpuMsPerUnit.toFixed(2)}; p99 ${a.p99.toFixed(1)} → ${bs.p99.toFixed(1)} ms`);
+  }
+  return lines;
 }
 
 /** A server's resident memory now, in MiB (as the table's RSS column), or null once it has exited. */
@@ -394,6 +416,7 @@ async function scale(b) {
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
   ].join('\n');
   log(`\n${report.consoleTable(tbl)}\n`);
+  if (abLines.length) log(abLines.join('\n'));
   log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
   if (notes.length) log(notes.join('\n'));
   write(o.out || 'scale', { kind: 'scale', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);

@@ -151,7 +151,11 @@ function randomSecret(n = 48) {
 
 /** BENCH_OURS_NODE_ARGS="--trace-gc …": node flags for our server only (V8 flags NODE_OPTIONS refuses). */
 function oursNodeArgs() {
-  return (process.env.BENCH_OURS_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  return words(process.env.BENCH_OURS_NODE_ARGS);
+}
+
+function words(value) {
+  return (value ?? '').split(/\s+/).filter(Boolean);
 }
 
 /**
@@ -166,13 +170,28 @@ function startNodeArgs() {
 
 /** BENCH_OURS_ENV="NAME=value NAME2=value2": settings for our server only (to compare one setting against another). */
 function oursEnv() {
+  return envPairs('BENCH_OURS_ENV');
+}
+
+/** The NAME=value pairs of the variable `name`, as an object. */
+function envPairs(name) {
   const out = {};
-  for (const pair of (process.env.BENCH_OURS_ENV ?? '').split(/\s+/).filter(Boolean)) {
+  for (const pair of words(process.env[name])) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw new Error(`BENCH_OURS_ENV: expected NAME=value, got ${pair}`);
+    if (at <= 0) throw new Error(`${name}: expected NAME=value, got ${pair}`);
     out[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return out;
+}
+
+/**
+ * BENCH_B_ENV="NAME=value …" and BENCH_B_NODE_ARGS="--flag …": a second server of ours on SQLite,
+ * "ours (SQLite, B)", with these on top of the first one's, measured in the same rounds (A B A B
+ * with everything else), so that the machine's drift touches both alike. Null when neither is set.
+ */
+function variantB() {
+  if (!process.env.BENCH_B_ENV && !process.env.BENCH_B_NODE_ARGS) return null;
+  return { env: envPairs('BENCH_B_ENV'), nodeArgs: words(process.env.BENCH_B_NODE_ARGS), label: [process.env.BENCH_B_ENV, process.env.BENCH_B_NODE_ARGS].filter(Boolean).join(' ') };
 }
 
 /** Our server as `npm start` runs it (its node flags, dist/apps/idp/src/main.js), production mode, rate limits off. */
@@ -213,4 +232,4 @@ async function ceiling({ name, logFile, audience }) {
   return s.start();
 }
 
-module.exports = { setNice, command, ROOT, freePort, cpuSeconds, machineBusySeconds, postgresCpuSeconds, rssMiB, ServerProcess, ours, oidcProvider, ceiling, randomSecret };
+module.exports = { variantB, setNice, command, ROOT, freePort, cpuSeconds, machineBusySeconds, postgresCpuSeconds, rssMiB, ServerProcess, ours, oidcProvider, ceiling, randomSecret };
