@@ -416,7 +416,6 @@ async function scale(b) {
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
   ].join('\n');
   log(`\n${report.consoleTable(tbl)}\n`);
-  if (abLines.length) log(abLines.join('\n'));
   log(`tokens verified: ${v.checked} of ${v.issued} issued, ${v.failed} failed`);
   if (notes.length) log(notes.join('\n'));
   write(o.out || 'scale', { kind: 'scale', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);

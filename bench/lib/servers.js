@@ -159,11 +159,11 @@ function words(value) {
 }
 
 /**
- * The node flags of `npm start` (package.json's `start` script), so that the bench runs our server
- * exactly as it is started, V8's memory settings included.
+ * The node flags of `npm start` (the `start` script of the server's package.json), so that the
+ * bench runs our server exactly as it is started, V8's memory settings included.
  */
-function startNodeArgs() {
-  const start = require('../../package.json').scripts.start.split(/\s+/);
+function startNodeArgs(serverDir) {
+  const start = JSON.parse(readFileSync(join(serverDir, 'package.json'), 'utf8')).scripts.start.split(/\s+/);
   if (start[0] !== 'node') throw new Error(`package.json: the start script does not run node: ${start.join(' ')}`);
   return start.slice(1).filter((a) => a.startsWith('--'));
 }
@@ -206,7 +206,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     ...oursEnv(),
     ...extraEnv,
   };
-  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...startNodeArgs(), ...oursNodeArgs(), 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...startNodeArgs(serverDir), ...oursNodeArgs(), 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
   s.issuer = issuer;
   s.port = port;
   return s.start();
