@@ -311,8 +311,7 @@ async function compare(b) {
     if (!ref) return 'ours only';
     // Each round's ratio too: the two sides of a round ran one after the other, so the machine's
     // drift between rounds (which can move a ratio by 15 % or more) shows as their spread.
-    const perRound = s.rounds.length > 1 && s.rounds.length === ref.rounds.length ? ` (rounds: ${s.rounds.map((r, i) => (r / ref.rounds[i]).toFixed(2)).join(', ')})` : '';
-    return `${(s.rate / ref.rate).toFixed(2)} ×${perRound}`;
+    return `${(s.rate / ref.rate).toFixed(2)} ×${s.rounds.length > 1 ? roundRatios(s, ref) : ''}`;
   };
   const tbl = report.table(sums, ratio, 'ours / oidc-provider');
   const abLines = b2 ? variantLines(sums, b2.label) : [];
@@ -343,14 +342,19 @@ async function compare(b) {
   write(o.out || (b2 ? 'ab' : 'latest'), { kind: 'compare', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs, rssAfter }, md);
 }
 
+/** " (rounds: …)": the ratio of `s` to `ref` in each round, where both ran the same rounds. */
+function roundRatios(s, ref) {
+  if (s.rounds.length !== ref.rounds.length) return '';
+  return ` (rounds: ${s.rounds.map((r, i) => (r / ref.rounds[i]).toFixed(2)).join(', ')})`;
+}
+
 /** "B / A" per workload, with each round's ratio (B ran right after A in each round). */
 function variantLines(sums, label) {
   const lines = [`B = ours (SQLite) with ${label}; B / A, the whole run and each round:`];
   for (const a of sums.filter((x) => x.target === 'ours (SQLite)')) {
     const bs = sums.find((x) => x.workload === a.workload && x.target === 'ours (SQLite, B)');
     if (!bs) continue;
-    const rounds = bs.rounds.length === a.rounds.length ? bs.rounds.map((r, i) => (r / a.rounds[i]).toFixed(2)).join(', ') : '';
-    lines.push(`- ${report.LABEL[a.workload]}: ${(bs.rate / a.rate).toFixed(2)} × (rounds: ${rounds}); CPU ms / unit ${a.cpuMsPerUnit.toFixed(2)} → ${bs.cpuMsPerUnit.toFixed(2)}; p99 ${a.p99.toFixed(1)} → ${bs.p99.toFixed(1)} ms`);
+    lines.push(`- ${report.LABEL[a.workload]}: ${(bs.rate / a.rate).toFixed(2)} ×${roundRatios(bs, a)}; CPU ms / unit ${a.cpuMsPerUnit.toFixed(2)} → ${bs.cpuMsPerUnit.toFixed(2)}; p99 ${a.p99.toFixed(1)} → ${bs.p99.toFixed(1)} ms`);
   }
   return lines;
 }
