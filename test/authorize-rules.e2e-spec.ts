@@ -276,6 +276,23 @@ describe('/authorize and code redemption rules', () => {
       expect((await (await redeem(code, verifier)).json()).error).toBe('invalid_grant');
     });
 
+    // The replica that issued a code answers its first lookup from memory; the database still decides.
+    it.each([
+      ['used up by another replica', 'UPDATE authorization_codes SET used_at = created_at WHERE code_hash = ?'],
+      ['deleted', 'DELETE FROM authorization_codes WHERE code_hash = ?'],
+    ])('refuses even the first redemption of a code %s in the database meanwhile', async (_, statement) => {
+      const browser = new Browser(s.url);
+      const { code, verifier } = await codeFor(browser, { scope: 'openid offline_access' });
+      const db = s.app.get(DataSource);
+      const hash = createHash('sha256').update(code).digest('base64url');
+      await db.query(db.options.type === 'postgres' ? statement.replace('?', '$1') : statement, [hash]);
+      const res = await redeem(code, verifier);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: 'invalid_grant' });
+      const families = await db.query(`SELECT count(*) AS n FROM refresh_tokens WHERE code_hash = ${db.options.type === 'postgres' ? '$1' : '?'}`, [hash]);
+      expect(Number(families[0].n)).toBe(0);
+    });
+
     it('is redeemed exactly once by 20 parallel requests', async () => {
       const browser = new Browser(s.url);
       const { code, verifier } = await codeFor(browser);

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
-import { DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, accessDenied, randomToken, sha256 } from '@idp/core';
+import { After, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256 } from '@idp/core';
 import { Consent, ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -16,6 +16,12 @@ export class AuthorizationService {
   private sweeps = 0;
   /** Issuing, finding and redeeming codes: direct statements (DirectSql); the sweep stays on TypeORM. */
   private readonly rows: DirectTable<AuthorizationCode>;
+  /**
+   * The codes issued here, until their first lookup: the token request that redeems a code moments
+   * after /authorize finds it without reading it back (WrittenHere). The redemption's conditional
+   * UPDATE still decides in the database whether the code is unused and unexpired.
+   */
+  private readonly issued = new WrittenHere<AuthorizationCode>();
 
   constructor(
     @InjectRepository(AuthorizationCode) private readonly codes: Repository<AuthorizationCode>,
@@ -59,21 +65,30 @@ export class AuthorizationService {
   async issueCode(ar: AuthorizeRequest, user: SessionUser): Promise<string> {
     const code = randomToken(32);
     const now = new Date();
-    await this.rows.insert({
+    const row: AuthorizationCode = {
       code_hash: sha256(code), client_id: ar.client.client_id, user_id: user.sub, redirect_uri: ar.redirectUri,
-      code_challenge: ar.codeChallenge ?? null, scopes: ar.scopes, audience: ar.api?.identifier ?? null, nonce: ar.nonce ?? null,
+      code_challenge: ar.codeChallenge ?? null, scopes: [...ar.scopes], audience: ar.api?.identifier ?? null, nonce: ar.nonce ?? null,
       auth_time: user.auth_time, sid: user.sid, amr: (user.amr ?? ['pwd']).join(' '),
       expires_at: new Date(now.getTime() + CODE_TTL_S * 1000), used_at: null, access_jti: null, access_exp: null, created_at: now,
-    });
+    };
+    await this.rows.insert(row);
+    this.issued.put(row.code_hash, row, row.expires_at.getTime());
     if (++this.sweeps % 500 === 0) void this.sweep();
     await this.events.emit('authorization.code_issued', { clientId: ar.client.client_id, userId: user.sub, scope: ar.scopes.join(' '), audience: ar.api?.identifier });
     return code;
   }
 
-  /** The stored code (used or not), or null for a code this server never issued. */
+  /**
+   * The stored code (used or not), or null for a code this server never issued. The first lookup of
+   * a code issued by this replica is answered from memory (as written, so unused), every other one
+   * by the database.
+   */
   async findCode(code: string): Promise<AuthorizationCode | null> {
     if (code.length > 256) return null;
-    return this.rows.findOne({ code_hash: sha256(code) });
+    const hash = sha256(code);
+    const mine = this.issued.take(hash);
+    if (mine) return { ...mine, scopes: [...mine.scopes] };
+    return this.rows.findOne({ code_hash: hash });
   }
 
   /**
@@ -82,10 +97,13 @@ export class AuthorizationService {
    * UPDATE (`used_at IS NULL`) that exactly one of any number of concurrent redemptions can win, on
    * SQLite (one writer at a time) and PostgreSQL (the row lock taken by UPDATE makes the losers
    * re-check the condition and match nothing). A code is thus never used without its tokens being
-   * recorded, even when the database goes away half way.
+   * recorded, even when the database goes away half way. The UPDATE also requires the code to be
+   * unexpired in the database, which is the authority over what findCode may have answered from
+   * memory.
    */
   redemption(codeHash: string, access: { jti: string; exp: number }): RowUpdate<AuthorizationCode> {
-    return { table: this.rows, where: { code_hash: codeHash, used_at: null }, set: { used_at: new Date(), access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
+    const now = new Date();
+    return { table: this.rows, where: { code_hash: codeHash, used_at: null, expires_at: new After(now) }, set: { used_at: now, access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
   }
 
   /** A failed redemption attempt uses the code up (a code gets one attempt). */

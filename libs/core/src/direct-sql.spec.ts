@@ -1,5 +1,5 @@
 import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
-import { DirectSql } from './direct-sql';
+import { After, DirectSql } from './direct-sql';
 import { gateSqliteTransactions } from './sqlite-gate';
 import { freshDatabase, onPostgres } from '../../../test/support/server';
 
@@ -69,6 +69,18 @@ describe(`DirectSql (${where})`, () => {
     expect(await ds.getRepository(Row).count()).toBe(2);
     expect(await t.delete({ id: 'c' })).toBe(1);
     expect(await ds.getRepository(Row).count()).toBe(1);
+  });
+
+  it('matches After(value) as greater than, in reads and in conditional writes', async () => {
+    const t = direct.table(Row);
+    const at = new Date('2026-11-25T10:11:12.345Z');
+    await t.insert(row('a', { at }));
+    expect(await t.findOne({ id: 'a', at: new After(new Date(at.getTime() - 1)) })).toEqual(row('a', { at }));
+    expect(await t.findOne({ id: 'a', at: new After(at) })).toBeNull();
+    expect(await t.findOne({ id: 'a', at })).toEqual(row('a', { at })); // the same shape with = is another statement
+    expect(await t.update({ id: 'a', used_at: null, at: new After(at) }, { used_at: new Date() })).toBe(0);
+    expect(await t.updateThenInsert({ id: 'a', used_at: null, at: new After(new Date(at.getTime() - 1000)) }, { used_at: new Date() }, t, row('b'))).toBe(true);
+    expect(await t.findOne({ id: 'b' })).toEqual(row('b'));
   });
 
   it('commits a transaction whole, or rolls it back whole', async () => {

@@ -55,8 +55,13 @@ export interface DirectTx {
   run(sql: Sql, params: unknown[]): Promise<number>;
 }
 
-/** `where` values: a value matches by equality, `null` means IS NULL. */
-export type Where<E> = { [K in keyof E]?: E[K] | null };
+/** A `where` value that matches the column's values greater than it (`>`): `expires_at: new After(now)`. */
+export class After<T = Date> {
+  constructor(readonly value: T) {}
+}
+
+/** `where` values: a value matches by equality, `null` means IS NULL, `After` means greater than. */
+export type Where<E> = { [K in keyof E]?: E[K] | null | After<E[K]> };
 
 /**
  * A row of another table read with this one (DirectTable.findOneWith): the row of `table` whose
@@ -104,8 +109,7 @@ export class DirectTable<E extends ObjectLiteral> {
     const joinKeys = Object.keys(join.where);
     const on = Object.entries(join.on) as [string, string][];
     const other = join.table;
-    const nulls = joinKeys.filter((k) => join.where[k as keyof F] === null).join(',');
-    const sql = this.cached(`select-with:${keys}:${other.meta.name}:${on.map((p) => p.join('='))}:${joinKeys}|${nulls}`, () => {
+    const sql = this.cached(`select-with:${keys}:${other.meta.name}:${on.map((p) => p.join('='))}:${joinKeys}|${comparisons(join.where)}`, () => {
       const mine = this.meta.columns.map((c, i) => `a.${quote(c.databaseName)} AS "a${i}"`);
       const theirs = other.meta.columns.map((c, i) => `b.${quote(c.databaseName)} AS "b${i}"`);
       const condition = [
@@ -212,10 +216,12 @@ export class DirectTable<E extends ObjectLiteral> {
     return c;
   }
 
-  /** The SQL of a shape, built once; `where` nulls are part of the shape (IS NULL takes no parameter). */
+  /**
+   * The SQL of a shape, built once; the comparison of each `where` key is part of the shape (IS NULL
+   * takes no parameter, After is `>`).
+   */
   private cached(key: string, build: () => string, where?: Record<string, unknown>): Sql {
-    const nulls = where ? Object.keys(where).filter((k) => where[k] === null).join(',') : '';
-    const full = `${key}|${nulls}`;
+    const full = where ? `${key}|${comparisons(where)}` : key;
     let sql = this.sql.get(full);
     if (!sql) {
       sql = this.exec.prepare(build());
@@ -226,15 +232,16 @@ export class DirectTable<E extends ObjectLiteral> {
 
   private conditions(keys: string[], where: Record<string, unknown>, alias?: string): string {
     const prefix = alias ? `${alias}.` : '';
-    return keys.map((k) => `${prefix}${quote(this.column(k).databaseName)} ${where[k] === null ? 'IS NULL' : '= ?'}`).join(' AND ');
+    return keys.map((k) => `${prefix}${quote(this.column(k).databaseName)} ${where[k] === null ? 'IS NULL' : where[k] instanceof After ? '> ?' : '= ?'}`).join(' AND ');
   }
 
   /** Parameters of `keys` in `source`; in a `where`, a null is IS NULL and takes none. */
   private values(keys: string[], source: Record<string, unknown>, where = false): unknown[] {
     const out: unknown[] = [];
     for (const k of keys) {
-      const v = source[k];
+      let v = source[k];
       if (v === null && where) continue;
+      if (v instanceof After) v = v.value;
       out.push(v === null || v === undefined ? null : this.ds.driver.preparePersistentValue(v, this.column(k)));
     }
     return out;
@@ -248,6 +255,13 @@ export class DirectTable<E extends ObjectLiteral> {
 }
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** How each key of a `where` compares: `n` IS NULL, `a` After, `=` equality (e.g. "=n=a"). */
+const comparisons = (where: Record<string, unknown>): string => {
+  let out = '';
+  for (const k in where) out += where[k] === null ? 'n' : where[k] instanceof After ? 'a' : '=';
+  return out;
+};
 
 /** Rows per statement of insertMany (so at most 50 statement shapes per column list). */
 const INSERT_BATCH = 50;

@@ -19,3 +19,4 @@ export * from './overrides';
 export * from './boot-context';
 export * from './protocol';
 export * from './direct-sql';
+export * from './written-here';

@@ -54,9 +54,12 @@ export class AuthorizationCodeGrant implements GrantHandler {
         (access) => this.authorization.redemption(code.code_hash, access),
       );
     } catch (err) {
-      // Another redemption won: read the code again for the tokens it recorded.
-      if (err instanceof UsedUp) return this.replayed((await this.authorization.findCode(req.code)) ?? code);
-      throw err;
+      if (!(err instanceof UsedUp)) throw err;
+      // Another redemption won (read the code again for the tokens it recorded), or the code expired
+      // or went meanwhile: the database decided, whatever the first read said.
+      const now = await this.authorization.findCode(req.code);
+      if (now && !now.used_at) throw invalidGrant('the code is invalid, expired or already used');
+      return this.replayed(now ?? code);
     }
   }
 
