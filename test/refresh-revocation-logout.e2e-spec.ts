@@ -1,6 +1,8 @@
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
+import { DataSource } from 'typeorm';
 import { KeysService } from '@idp/keys';
+import { TokenIssuer } from '@idp/token';
 import { Browser, forms, signIn } from './support/browser';
 import { TestServer, basic, postForm, startServer } from './support/server';
 
@@ -228,6 +230,34 @@ describe('refresh tokens, revocation, introspection, userinfo and logout (end to
       const stillNotWider = await refresh(web, narrow.body.refresh_token, { scope: 'openid profile' });
       expect(stillNotWider.status).toBe(400);
       expect(stillNotWider.body.error).toBe('invalid_scope');
+    });
+
+    // The replica that issued a refresh token answers its first lookup from memory; the database still decides.
+    describe('changed in the database after it was issued (by another replica, say)', () => {
+      const change = async (token: string, set: string) => {
+        const db = s.app.get(DataSource);
+        const p = db.options.type === 'postgres' ? '$1' : '?';
+        await db.query(`UPDATE refresh_tokens SET ${set} WHERE token_hash = ${p}`, [s.app.get(TokenIssuer).hashRefreshToken(token)]);
+      };
+      it.each([
+        ['revoked', 'revoked_at = created_at'],
+        ['expired', 'expires_at = created_at'],
+      ])('refuses even the first use of a refresh token %s meanwhile, rotated or not', async (_, set) => {
+        for (const client of [web, noRotation]) {
+          const t0 = await login(client);
+          await change(t0.refresh_token!, set);
+          expectInvalidGrant(await refresh(client, t0.refresh_token!));
+        }
+      });
+
+      it('treats the first use of a refresh token used meanwhile as reuse: the family is revoked', async () => {
+        const t0 = await login(web);
+        const r1 = await refresh(web, t0.refresh_token!);
+        expect(r1.status).toBe(200);
+        await change(r1.body.refresh_token, 'used_at = created_at');
+        expectInvalidGrant(await refresh(web, r1.body.refresh_token));
+        expectInvalidToken(await userinfo(r1.body.access_token));
+      });
     });
 
     it('refuses client A\'s refresh token presented by client B with invalid_grant', async () => {

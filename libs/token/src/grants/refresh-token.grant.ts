@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { DirectSql, DirectTable, IdpEvents, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
+import { After, DirectSql, DirectTable, IdpEvents, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { UserStore } from '@idp/users';
@@ -41,7 +41,8 @@ export class RefreshTokenGrant implements GrantHandler {
   async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
     if (!req.refresh_token) throw invalidRequest('refresh_token is required');
     const hash = this.issuer.hashRefreshToken(req.refresh_token);
-    const row = await this.rows.findOne({ token_hash: hash });
+    // Issued by this replica and not looked up since: its row as written (UserTokens), else the database's.
+    const row = this.tokens.takeIssuedRefresh(hash) ?? (await this.rows.findOne({ token_hash: hash }));
     if (!row || row.client_id !== client.client_id) throw invalid();
     if (row.revoked_at) throw invalid();
     if (row.expires_at.getTime() < Date.now()) throw invalid();
@@ -81,17 +82,21 @@ export class RefreshTokenGrant implements GrantHandler {
         // the row until the commit, so a revocation under way either committed first (no row
         // matches: nothing is added) or waits for this commit and then finds the new token too
         // (RevocationService.revokeFamilies). Without rotation, the new access token is recorded.
-        (access) =>
-          rotate
-            ? { table: this.rows, where: { token_hash: hash, used_at: null, revoked_at: null }, set: { used_at: new Date() } }
-            : { table: this.rows, where: { token_hash: hash }, set: { access_jti: access.jti, access_exp: new Date(access.exp * 1000) } },
+        // Either way the UPDATE requires the token unrevoked and unexpired in the database, the
+        // authority over a row read from memory (UserTokens.takeIssuedRefresh).
+        (access) => {
+          const now = new Date();
+          return rotate
+            ? { table: this.rows, where: { token_hash: hash, used_at: null, revoked_at: null, expires_at: new After(now) }, set: { used_at: now } }
+            : { table: this.rows, where: { token_hash: hash, revoked_at: null, expires_at: new After(now) }, set: { access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
+        },
       );
     } catch (err) {
       if (!(err instanceof UsedUp)) throw err;
-      // Another use won, or a revocation came first: read the row again to tell which.
+      // Another use won, or a revocation (or the expiry) came first: read the row again to tell which.
       const now = await this.rows.findOne({ token_hash: hash });
-      if (now?.used_at && !now.revoked_at) return this.reused(client, row);
-      throw invalid(); // revoked meanwhile (its family with it), or gone
+      if (rotate && now?.used_at && !now.revoked_at) return this.reused(client, row);
+      throw invalid(); // revoked or expired meanwhile (its family with it), or gone
     }
   }
 

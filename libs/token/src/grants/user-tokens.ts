@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type ObjectLiteral } from 'typeorm';
-import { DirectSql, DirectTable, IdpEvents, RowUpdate, uuidv7 } from '@idp/core';
+import { DirectSql, DirectTable, IdpEvents, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
@@ -47,6 +47,13 @@ export interface UserGrant {
 @Injectable()
 export class UserTokens {
   private readonly refreshRows: DirectTable<RefreshToken>;
+  /**
+   * The refresh tokens issued here, until their first lookup (WrittenHere): a refresh presented to
+   * the replica that issued it, while it is still among the last 10,000 issued, is not read back.
+   * The refresh grant's conditional UPDATE still decides in the database whether it is unused,
+   * unrevoked and unexpired.
+   */
+  private readonly issuedRefresh = new WrittenHere<RefreshToken>();
 
   constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource) {
     this.refreshRows = DirectSql.of(db).table(RefreshToken);
@@ -64,6 +71,12 @@ export class UserTokens {
     if (g.api && !g.api.allow_offline_access) return false;
     if (g.client.isPublic) return g.client.refresh_token_rotation;
     return !req.origin;
+  }
+
+  /** The row of a refresh token issued here (by its hash), on its first lookup only; then undefined. */
+  takeIssuedRefresh(hash: string): RefreshToken | undefined {
+    const row = this.issuedRefresh.take(hash);
+    return row && { ...row, scopes: [...row.scopes] };
   }
 
   /**
@@ -102,6 +115,7 @@ export class UserTokens {
     } else if (row) {
       await this.refreshRows.insert(row);
     }
+    if (row) this.issuedRefresh.put(row.token_hash!, { ...(row as RefreshToken), scopes: [...row.scopes!] }, row.expires_at!.getTime());
     if (refresh) response.refresh_token = refresh.token;
     await this.events.emit('token.issued', access.event);
     return response;
