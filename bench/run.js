@@ -152,7 +152,7 @@ class Bench {
   async startOurs(name, databaseUrl, extra = {}) {
     const admin = extra.admin ?? { id: 'bench-admin', secret: servers.randomSecret(40) };
     const secretKey = extra.secretKey ?? servers.randomSecret(48);
-    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, extraEnv: extra.env, serverDir: this.o.serverDir, port: extra.port });
+    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, extraEnv: extra.env, serverDir: extra.serverDir ?? this.o.serverDir, port: extra.port });
     this.procs.push(s);
     s.admin = admin;
     s.secretKey = secretKey;
@@ -270,9 +270,10 @@ async function compare(b) {
   const t = await setupOurs(sqlite.issuer, sqlite.admin);
   const started = [[sqlite, t]];
   const b2 = servers.variantB();
+  const variant = b2 && { env: b2.env, nodeArgs: b2.nodeArgs, serverDir: b2.serverDir };
   if (b2) {
     log(`starting our server on SQLite with ${b2.label} …`);
-    const sqliteB = await b.startOurs('ours (SQLite, B)', `sqlite:${join(b.tmp, 'ours-b.sqlite')}`, { env: b2.env, nodeArgs: b2.nodeArgs });
+    const sqliteB = await b.startOurs('ours (SQLite, B)', `sqlite:${join(b.tmp, 'ours-b.sqlite')}`, variant);
     started.push([sqliteB, await setupOurs(sqliteB.issuer, sqliteB.admin)]);
   }
   if (o.databaseUrl) {
@@ -280,6 +281,11 @@ async function compare(b) {
     const { url } = await b.pgSchema('cmp');
     const pg = await b.startOurs('ours (PostgreSQL)', url);
     started.push([pg, await setupOurs(pg.issuer, pg.admin)]);
+    if (b2) {
+      log(`starting our server on PostgreSQL with ${b2.label} …`);
+      const pgB = await b.startOurs('ours (PostgreSQL, B)', (await b.pgSchema('cmpb')).url, variant);
+      started.push([pgB, await setupOurs(pgB.issuer, pgB.admin)]);
+    }
   }
   log('starting oidc-provider and the ceiling …');
   const op = await servers.oidcProvider({ name: 'oidc-provider', logFile: join(b.tmp, 'oidc-provider.log'), config: oidcConfig(t, o.oidcAdapter) });
@@ -350,11 +356,13 @@ function roundRatios(s, ref) {
 
 /** "B / A" per workload, with each round's ratio (B ran right after A in each round). */
 function variantLines(sums, label) {
-  const lines = [`B = ours (SQLite) with ${label}; B / A, the whole run and each round:`];
-  for (const a of sums.filter((x) => x.target === 'ours (SQLite)')) {
-    const bs = sums.find((x) => x.workload === a.workload && x.target === 'ours (SQLite, B)');
-    if (!bs) continue;
-    lines.push(`- ${report.LABEL[a.workload]}: ${(bs.rate / a.rate).toFixed(2)} ×${roundRatios(bs, a)}; CPU ms / unit ${a.cpuMsPerUnit.toFixed(2)} → ${bs.cpuMsPerUnit.toFixed(2)}; p99 ${a.p99.toFixed(1)} → ${bs.p99.toFixed(1)} ms`);
+  const lines = [`B = ours with ${label}; B / A, the whole run and each round:`];
+  for (const db of ['SQLite', 'PostgreSQL']) {
+    for (const a of sums.filter((x) => x.target === `ours (${db})`)) {
+      const bs = sums.find((x) => x.workload === a.workload && x.target === `ours (${db}, B)`);
+      if (!bs) continue;
+      lines.push(`- ${report.LABEL[a.workload]}, ${db}: ${(bs.rate / a.rate).toFixed(2)} ×${roundRatios(bs, a)}; CPU ms / unit ${a.cpuMsPerUnit.toFixed(2)} → ${bs.cpuMsPerUnit.toFixed(2)}; p99 ${a.p99.toFixed(1)} → ${bs.p99.toFixed(1)} ms`);
+    }
   }
   return lines;
 }
@@ -469,8 +477,11 @@ async function main() {
   const o = options();
   if (o.nice !== undefined) servers.setNice(Number(o.nice));
   if (o.build) {
-    log(`npm run build${o.serverDir === servers.ROOT ? '' : ` in ${o.serverDir}`} …`);
-    execSync('npm run build', { cwd: o.serverDir, stdio: ['ignore', 'ignore', 'inherit'] });
+    const b2 = servers.variantB();
+    for (const dir of new Set([o.serverDir, ...(b2?.serverDir ? [b2.serverDir] : [])])) {
+      log(`npm run build${dir === servers.ROOT ? '' : ` in ${dir}`} …`);
+      execSync('npm run build', { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+    }
   }
   const b = new Bench(o);
   const stop = () => {

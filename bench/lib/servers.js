@@ -4,7 +4,7 @@
 const { spawn } = require('node:child_process');
 const { createWriteStream, readFileSync, readdirSync, writeFileSync } = require('node:fs');
 const { createServer } = require('node:net');
-const { join } = require('node:path');
+const { join, resolve } = require('node:path');
 const { request } = require('undici');
 
 const ROOT = join(__dirname, '..', '..');
@@ -36,7 +36,12 @@ function machineBusySeconds() {
   return (total - f[3] - f[4]) / CLK_TCK;
 }
 
-/** CPU seconds of every `postgres` process on the machine (the database server's share of a PostgreSQL run). */
+/**
+ * CPU seconds of every `postgres` process on the machine (the database server's share of a
+ * PostgreSQL run), with the CPU of the backends that have exited: the postmaster reaps them, so
+ * their time is in its cutime/cstime. Without those, a window in which another server's idle
+ * connections closed would lose their whole past CPU (a negative share).
+ */
 function postgresCpuSeconds() {
   let sum = 0;
   for (const pid of readdirSync('/proc')) {
@@ -45,7 +50,8 @@ function postgresCpuSeconds() {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (!stat.includes('(postgres)')) continue;
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      sum += (Number(f[11]) + Number(f[12])) / CLK_TCK;
+      // utime, stime, and cutime, cstime (children waited for)
+      sum += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
     } catch {
       /* gone */
     }
@@ -185,13 +191,17 @@ function envPairs(name) {
 }
 
 /**
- * BENCH_B_ENV="NAME=value …" and BENCH_B_NODE_ARGS="--flag …": a second server of ours on SQLite,
- * "ours (SQLite, B)", with these on top of the first one's, measured in the same rounds (A B A B
- * with everything else), so that the machine's drift touches both alike. Null when neither is set.
+ * BENCH_B_ENV="NAME=value …", BENCH_B_NODE_ARGS="--flag …" and BENCH_B_SERVER_DIR=DIR: a second
+ * server of ours, "ours (SQLite, B)" (and "ours (PostgreSQL, B)" with BENCH_DATABASE_URL), with
+ * these settings on top of the first one's, or built from another checkout (an older commit, say),
+ * measured in the same rounds (A B A B with everything else), so that the machine's drift touches
+ * both alike. Null when none is set.
  */
 function variantB() {
-  if (!process.env.BENCH_B_ENV && !process.env.BENCH_B_NODE_ARGS) return null;
-  return { env: envPairs('BENCH_B_ENV'), nodeArgs: words(process.env.BENCH_B_NODE_ARGS), label: [process.env.BENCH_B_ENV, process.env.BENCH_B_NODE_ARGS].filter(Boolean).join(' ') };
+  const { BENCH_B_ENV: env, BENCH_B_NODE_ARGS: args, BENCH_B_SERVER_DIR: dir } = process.env;
+  if (!env && !args && !dir) return null;
+  const serverDir = dir ? resolve(dir) : undefined;
+  return { env: envPairs('BENCH_B_ENV'), nodeArgs: words(args), serverDir, label: [env, args, dir && `the server of ${dir}`].filter(Boolean).join(' ') };
 }
 
 /** Our server as `npm start` runs it (its node flags, dist/apps/idp/src/main.js), production mode, rate limits off. */
