@@ -49,11 +49,11 @@ export class UserTokens {
   private readonly refreshRows: DirectTable<RefreshToken>;
   /**
    * The refresh tokens issued here, until their first lookup (WrittenHere): a refresh presented to
-   * the replica that issued it, while it is still among the last 10,000 issued, is not read back.
-   * The refresh grant's conditional UPDATE still decides in the database whether it is unused,
-   * unrevoked and unexpired.
+   * the replica that issued it, while it is still among the last 5,000 issued (some 11 MiB), is not
+   * read back. The refresh grant's conditional UPDATE still decides in the database whether it is
+   * unused, unrevoked and unexpired.
    */
-  private readonly issuedRefresh = new WrittenHere<RefreshToken>();
+  private readonly issuedRefresh = new WrittenHere<RefreshToken>(5_000);
 
   constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource) {
     this.refreshRows = DirectSql.of(db).table(RefreshToken);
