@@ -33,11 +33,4 @@ describe('WrittenHere', () => {
     expect(w.take('k1')).toBeUndefined();
     expect([w.take('k2'), w.take('k3'), w.take('k4')]).toEqual([2, 3, 4]);
   });
-
-  it('forgets a row on request', () => {
-    const w = new WrittenHere<number>();
-    w.put('a', 1, Date.now() + 60_000);
-    w.forget('a');
-    expect(w.take('a')).toBeUndefined();
-  });
 });

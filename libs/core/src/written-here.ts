@@ -37,13 +37,4 @@ export class WrittenHere<V> {
     this.rows.delete(key);
     return row.until > Date.now() ? row.value : undefined;
   }
-
-  /** Forgets the row under `key`, if any. */
-  forget(key: string): void {
-    this.rows.delete(key);
-  }
-
-  clear(): void {
-    this.rows.clear();
-  }
 }
