@@ -86,9 +86,7 @@ export class AuthorizationService {
   async findCode(code: string): Promise<AuthorizationCode | null> {
     if (code.length > 256) return null;
     const hash = sha256(code);
-    const mine = this.issued.take(hash);
-    if (mine) return { ...mine, scopes: [...mine.scopes] };
-    return this.rows.findOne({ code_hash: hash });
+    return this.issued.take(hash) ?? this.rows.findOne({ code_hash: hash });
   }
 
   /**

@@ -30,7 +30,10 @@ export class WrittenHere<V> {
     this.rows.set(key, { value, until });
   }
 
-  /** The row under `key`, once (undefined when absent or expired); forgotten either way. */
+  /**
+   * The row under `key`, once (undefined when absent or expired); forgotten either way, so the
+   * caller gets the only reference to it and needs no copy (a `put` must not keep one either).
+   */
   take(key: string): V | undefined {
     const row = this.rows.get(key);
     if (!row) return undefined;

@@ -75,8 +75,7 @@ export class UserTokens {
 
   /** The row of a refresh token issued here (by its hash), on its first lookup only; then undefined. */
   takeIssuedRefresh(hash: string): RefreshToken | undefined {
-    const row = this.issuedRefresh.take(hash);
-    return row && { ...row, scopes: [...row.scopes] };
+    return this.issuedRefresh.take(hash);
   }
 
   /**
