@@ -177,4 +177,128 @@ describe(`DirectSql (${where})`, () => {
     expect(results.filter(Boolean)).toHaveLength(1);
     expect(await ds.getRepository(Row).count()).toBe(5); // a, b, d, e and one of e0…e19
   });
+
+  // PostgreSQL only: statements of one shape that arrive while one is in flight go as one batch (Lane).
+  const onPg = onPostgres ? it : it.skip;
+  /** Counts the statements sent to the pool. */
+  const counting = () => {
+    const pool = (ds.driver as unknown as { master: { query: (...a: unknown[]) => unknown } }).master;
+    const real = pool.query.bind(pool);
+    const sent: string[] = [];
+    pool.query = (q: unknown, ...rest: unknown[]) => {
+      sent.push(typeof q === 'string' ? q : (q as { text: string }).text);
+      return real(q, ...rest);
+    };
+    return sent;
+  };
+
+  onPg('answers concurrent reads of one shape in batches, each with its own row, exactly as alone', async () => {
+    const t = direct.table(Row);
+    const at = new Date('2026-11-25T10:11:12.345Z');
+    for (let i = 0; i < 10; i++) await t.insert(row(`r${i}`, { n: i, note: i % 2 ? `n${i}` : null, used_at: i % 3 ? null : at }));
+    const alone = [];
+    for (let i = 0; i < 12; i++) alone.push(await t.findOne({ id: `r${i}`, at: new After(new Date(at.getTime() - 1)) }));
+    const sent = counting();
+    const together = await Promise.all(Array.from({ length: 12 }, (_, i) => t.findOne({ id: `r${i}`, at: new After(new Date(at.getTime() - 1)) })));
+    expect(together).toEqual(alone);
+    expect(together.slice(10)).toEqual([null, null]);
+    expect(together[3]).toEqual(row('r3', { n: 3, note: 'n3', used_at: at }));
+    // The first goes alone, the other eleven wait for it and go together.
+    expect(sent).toHaveLength(2);
+    expect(sent[1]).toMatch(/unnest/);
+    // The same key twice in one batch: both get the row.
+    const twice = await Promise.all([t.findOne({ id: 'r1' }), t.findOne({ id: 'r1' }), t.findOne({ id: 'r1' })]);
+    expect(twice).toEqual([row('r1', { n: 1, note: 'n1' }), row('r1', { n: 1, note: 'n1' }), row('r1', { n: 1, note: 'n1' })]);
+  });
+
+  onPg('batches reads with a join (findOneWith), each with its own joined row or null', async () => {
+    const t = direct.table(Row);
+    const children = direct.table(Child);
+    for (const id of ['a', 'b', 'c']) await t.insert(row(id));
+    await children.insert({ id: 'c1', row_id: 'a', kind: 'k1', tags: { '': ['openid'] }, gone_at: null });
+    await children.insert({ id: 'c2', row_id: 'b', kind: 'k2', tags: {}, gone_at: null });
+    const join = (kind: string) => ({ table: children, on: { row_id: 'id' as const }, where: { kind, gone_at: null } });
+    const sent = counting();
+    const got = await Promise.all([t.findOneWith({ id: 'a' }, join('k1')), t.findOneWith({ id: 'a' }, join('k2')), t.findOneWith({ id: 'b' }, join('k2')), t.findOneWith({ id: 'c' }, join('k1')), t.findOneWith({ id: 'x' }, join('k1'))]);
+    expect(got).toEqual([
+      { row: row('a'), joined: { id: 'c1', row_id: 'a', kind: 'k1', tags: { '': ['openid'] }, gone_at: null } },
+      { row: row('a'), joined: null },
+      { row: row('b'), joined: { id: 'c2', row_id: 'b', kind: 'k2', tags: {}, gone_at: null } },
+      { row: row('c'), joined: null },
+      null,
+    ]);
+    expect(sent).toHaveLength(2);
+  });
+
+  onPg('inserts concurrent rows in one batch; a row PostgreSQL refuses fails alone, and the others are written', async () => {
+    const t = direct.table(Row);
+    await t.insert(row('taken'));
+    const sent = counting();
+    const rows = Array.from({ length: 8 }, (_, i) => row(`i${i}`, { n: i, note: i % 2 ? null : `note ${i}` }));
+    const outcomes = await Promise.all(
+      [row('first'), ...rows.slice(0, 4), row('taken'), row('long', { note: 'x'.repeat(65) }), ...rows.slice(4)].map((r) =>
+        t.insert(r).then(() => 'ok', (err: { code?: string }) => err.code),
+      ),
+    );
+    expect(outcomes).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', '23505', '22001', 'ok', 'ok', 'ok', 'ok']);
+    expect(await ds.getRepository(Row).find({ order: { id: 'ASC' } })).toEqual(
+      [row('first'), ...rows, row('taken')].sort((a, b) => a.id.localeCompare(b.id)).map((r) => Object.assign(new Row(), r)),
+    );
+    // first alone; the batch of ten, refused whole; then each of the ten on its own.
+    expect(sent).toHaveLength(12);
+    const clean = counting();
+    await Promise.all(Array.from({ length: 6 }, (_, i) => t.insert(row(`j${i}`))));
+    expect(clean).toHaveLength(2);
+    expect(await ds.getRepository(Row).count()).toBe(16);
+  });
+
+  onPg('lets one of concurrent conditional writes of one row win, and runs each write of a row in turn', async () => {
+    const t = direct.table(Row);
+    for (const id of ['a', 'b', 'c']) await t.insert(row(id));
+    const used = () => ({ used_at: new Date() });
+    const sent = counting();
+    const results = await Promise.all([
+      ...Array.from({ length: 5 }, () => t.update({ id: 'a', used_at: null }, used())),
+      t.update({ id: 'b', used_at: null }, used()),
+      t.update({ id: 'c', used_at: null }, used()),
+      t.update({ id: 'missing', used_at: null }, used()),
+    ]);
+    expect(results).toEqual([1, 0, 0, 0, 0, 1, 1, 0]);
+    // a alone; then a, b, c, missing together; then the three other writes of a, one batch each.
+    expect(sent).toHaveLength(5);
+    // Unconditional writes of one row: each changes it, one after the other (the last one stays).
+    const ns = await Promise.all(Array.from({ length: 4 }, (_, i) => t.update({ id: 'b' }, { n: 100 + i })));
+    expect(ns).toEqual([1, 1, 1, 1]);
+    expect((await t.findOne({ id: 'b' }))?.n).toBe(103);
+  });
+
+  onPg('batches updateThenInsert: each row used up once, and exactly its winners add their rows', async () => {
+    const t = direct.table(Row);
+    const children = direct.table(Child);
+    for (const id of ['a', 'b', 'c', 'd']) await t.insert(row(id));
+    await t.update({ id: 'd' }, { used_at: new Date() });
+    const child = (id: string, rowId: string) => ({ id, row_id: rowId, kind: 'k', tags: { at: [id] }, gone_at: null });
+    const sent = counting();
+    const results = await Promise.all([
+      t.updateThenInsert({ id: 'a', used_at: null }, { used_at: new Date() }, children, child('a1', 'a')),
+      t.updateThenInsert({ id: 'a', used_at: null }, { used_at: new Date() }, children, child('a2', 'a')),
+      t.updateThenInsert({ id: 'b', used_at: null }, { used_at: new Date() }, children, child('b1', 'b')),
+      t.updateThenInsert({ id: 'c', used_at: null }, { used_at: new Date() }, children, child('c1', 'c')),
+      t.updateThenInsert({ id: 'c', used_at: null }, { used_at: new Date() }, children, child('c2', 'c')),
+      t.updateThenInsert({ id: 'd', used_at: null }, { used_at: new Date() }, children, child('d1', 'd')),
+    ]);
+    expect(results).toEqual([true, false, true, true, false, false]);
+    expect(sent.length).toBeLessThanOrEqual(4);
+    expect((await ds.getRepository(Child).find({ order: { id: 'ASC' } })).map((c) => ({ ...c }))).toEqual([child('a1', 'a'), child('b1', 'b'), child('c1', 'c')]);
+    // An INSERT that fails (its key exists) undoes its batch, and each runs again alone: only it fails.
+    for (const id of ['e', 'f']) await t.insert(row(id));
+    const outcomes = await Promise.all([
+      t.updateThenInsert({ id: 'x', used_at: null }, { used_at: new Date() }, children, child('x1', 'x')),
+      t.updateThenInsert({ id: 'e', used_at: null }, { used_at: new Date() }, children, child('a1', 'e')),
+      t.updateThenInsert({ id: 'f', used_at: null }, { used_at: new Date() }, children, child('f1', 'f')),
+    ].map((p) => p.then((changed) => changed, (err: { code?: string }) => err.code)));
+    expect(outcomes).toEqual([false, '23505', true]);
+    expect((await t.findOne({ id: 'e' }))?.used_at).toBeNull();
+    expect((await t.findOne({ id: 'f' }))?.used_at).toBeInstanceOf(Date);
+  });
 });

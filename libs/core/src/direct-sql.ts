@@ -94,7 +94,8 @@ export class DirectTable<E extends ObjectLiteral> {
     const keys = Object.keys(where);
     const sql = this.cached(`select:${keys}`, () => {
       const cols = this.meta.columns.map((c) => quote(c.databaseName)).join(', ');
-      return `SELECT ${cols} FROM ${this.table} WHERE ${this.conditions(keys, where)} LIMIT 1`;
+      const select = (p: Params) => `SELECT ${cols} FROM ${this.table} WHERE ${this.conditions(keys, where, p)} LIMIT 1`;
+      return { text: select(placeholders), batch: () => lateralBatch(this.ds, select, this.paramColumns(keys, where)) };
     }, where);
     const rows = await (tx ?? this.exec).all(sql, this.values(keys, where, true));
     return rows.length ? this.hydrate(rows[0]) : null;
@@ -112,11 +113,14 @@ export class DirectTable<E extends ObjectLiteral> {
     const sql = this.cached(`select-with:${keys}:${other.meta.name}:${on.map((p) => p.join('='))}:${joinKeys}|${comparisons(join.where)}`, () => {
       const mine = this.meta.columns.map((c, i) => `a.${quote(c.databaseName)} AS "a${i}"`);
       const theirs = other.meta.columns.map((c, i) => `b.${quote(c.databaseName)} AS "b${i}"`);
-      const condition = [
-        ...on.map(([theirsKey, mineKey]) => `b.${quote(other.column(theirsKey).databaseName)} = a.${quote(this.column(mineKey).databaseName)}`),
-        other.conditions(joinKeys, join.where, 'b'),
-      ].filter(Boolean).join(' AND ');
-      return `SELECT ${[...mine, ...theirs].join(', ')} FROM ${this.table} a LEFT JOIN ${other.table} b ON ${condition} WHERE ${this.conditions(keys, where, 'a')} LIMIT 1`;
+      const select = (p: Params) => {
+        const condition = [
+          ...on.map(([theirsKey, mineKey]) => `b.${quote(other.column(theirsKey).databaseName)} = a.${quote(this.column(mineKey).databaseName)}`),
+          other.conditions(joinKeys, join.where, p, 'b'),
+        ].filter(Boolean).join(' AND ');
+        return `SELECT ${[...mine, ...theirs].join(', ')} FROM ${this.table} a LEFT JOIN ${other.table} b ON ${condition} WHERE ${this.conditions(keys, where, p, 'a')} LIMIT 1`;
+      };
+      return { text: select(placeholders), batch: () => lateralBatch(this.ds, select, [...other.paramColumns(joinKeys, join.where), ...this.paramColumns(keys, where)]) };
     }, where);
     // Parameters in the order of the text: the join's conditions (ON), then this table's (WHERE).
     const rows = await this.exec.all(sql, [...other.values(joinKeys, join.where, true), ...this.values(keys, where, true)]);
@@ -132,7 +136,16 @@ export class DirectTable<E extends ObjectLiteral> {
 
   async insert(row: Partial<E>, tx?: DirectTx): Promise<void> {
     const keys = Object.keys(row);
-    const sql = this.cached(`insert:${keys}`, () => `INSERT INTO ${this.table} (${keys.map((k) => quote(this.column(k).databaseName)).join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`);
+    const sql = this.cached(`insert:${keys}`, () => {
+      const cols = keys.map((k) => quote(this.column(k).databaseName)).join(', ');
+      return {
+        text: `INSERT INTO ${this.table} (${cols}) VALUES (${keys.map(() => '?').join(', ')})`,
+        batch: () => {
+          const types = arrayTypes(this.ds, keys.map((k) => this.column(k)));
+          return types && { kind: 'insert', types, text: `INSERT INTO ${this.table} (${cols}) SELECT * FROM unnest(${types.map((t) => `?::${t}`).join(', ')})` };
+        },
+      };
+    });
     await (tx ?? this.exec).run(sql, this.values(keys, row));
   }
 
@@ -169,10 +182,16 @@ export class DirectTable<E extends ObjectLiteral> {
   async update(where: Where<E>, set: Partial<E>, tx?: DirectTx): Promise<number> {
     const setKeys = Object.keys(set);
     const keys = Object.keys(where);
-    const sql = this.cached(`update:${setKeys}:${keys}`, () => {
-      const assignments = setKeys.map((k) => `${quote(this.column(k).databaseName)} = ?`).join(', ');
-      return `UPDATE ${this.table} SET ${assignments} WHERE ${this.conditions(keys, where)}`;
-    }, where);
+    const sql = this.cached(`update:${setKeys}:${keys}`, () => ({
+      text: `UPDATE ${this.table} SET ${this.assignments(setKeys, placeholders)} WHERE ${this.conditions(keys, where, placeholders)}`,
+      batch: () => {
+        const types = arrayTypes(this.ds, [...setKeys.map((k) => this.column(k)), ...this.paramColumns(keys, where)]);
+        const key = this.rowKey(keys, where, setKeys.length);
+        if (!types || !key) return null;
+        const p = batchParams();
+        return { kind: 'count', types, key, text: `UPDATE ${this.table} SET ${this.assignments(setKeys, p)} FROM ${unnest(types)} WHERE ${this.conditions(keys, where, p)} RETURNING ${BATCH}."_ord"` };
+      },
+    }), where);
     return (tx ?? this.exec).run(sql, [...this.values(setKeys, set), ...this.values(keys, where, true)]);
   }
 
@@ -195,10 +214,21 @@ export class DirectTable<E extends ObjectLiteral> {
     const keys = Object.keys(where);
     const rowKeys = Object.keys(row);
     const sql = this.cached(`update-insert:${setKeys}:${keys}:${into.meta.name}:${rowKeys}`, () => {
-      const assignments = setKeys.map((k) => `${quote(this.column(k).databaseName)} = ?`).join(', ');
       const cols = rowKeys.map((k) => quote(into.column(k).databaseName)).join(', ');
-      // The INSERT's SELECT leaves its parameters' types to the target columns (no casts needed).
-      return `WITH used AS (UPDATE ${this.table} SET ${assignments} WHERE ${this.conditions(keys, where)} RETURNING 1) INSERT INTO ${into.table} (${cols}) SELECT ${rowKeys.map(() => '?').join(', ')} FROM used`;
+      return {
+        // The INSERT's SELECT leaves its parameters' types to the target columns (no casts needed).
+        text: `WITH used AS (UPDATE ${this.table} SET ${this.assignments(setKeys, placeholders)} WHERE ${this.conditions(keys, where, placeholders)} RETURNING 1) INSERT INTO ${into.table} (${cols}) SELECT ${rowKeys.map(() => '?').join(', ')} FROM used`,
+        // Batched: the rows of the UPDATE that changed one, then the INSERTs of exactly those rows.
+        batch: () => {
+          const types = arrayTypes(this.ds, [...setKeys.map((k) => this.column(k)), ...this.paramColumns(keys, where), ...rowKeys.map((k) => into.column(k))]);
+          const key = this.rowKey(keys, where, setKeys.length);
+          if (!types || !key) return null;
+          const p = batchParams();
+          const update = `UPDATE ${this.table} SET ${this.assignments(setKeys, p)} FROM ${BATCH} WHERE ${this.conditions(keys, where, p)} RETURNING ${BATCH}."_ord"`;
+          const insert = `INSERT INTO ${into.table} (${cols}) SELECT ${rowKeys.map(() => p()).join(', ')} FROM "_used" JOIN ${BATCH} USING ("_ord")`;
+          return { kind: 'count', types, key, text: `WITH ${BATCH} AS (SELECT * FROM ${unnest(types)}), "_used" AS (${update}), "_inserted" AS (${insert}) SELECT "_ord" FROM "_used"` };
+        },
+      };
     }, where);
     const changed = await this.exec.run(sql, [...this.values(setKeys, set), ...this.values(keys, where, true), ...into.values(rowKeys, row)]);
     return changed === 1;
@@ -218,21 +248,46 @@ export class DirectTable<E extends ObjectLiteral> {
 
   /**
    * The SQL of a shape, built once; the comparison of each `where` key is part of the shape (IS NULL
-   * takes no parameter, After is `>`).
+   * takes no parameter, After is `>`). On PostgreSQL, with its batched form where the shape has one.
    */
-  private cached(key: string, build: () => string, where?: Record<string, unknown>): Sql {
+  private cached(key: string, build: () => string | { text: string; batch: () => BatchForm | null }, where?: Record<string, unknown>): Sql {
     const full = where ? `${key}|${comparisons(where)}` : key;
     let sql = this.sql.get(full);
     if (!sql) {
-      sql = this.exec.prepare(build());
+      const built = build();
+      sql = typeof built === 'string' ? this.exec.prepare(built) : this.exec.prepare(built.text, this.exec.dialect === 'postgres' ? built.batch() : null);
       this.sql.set(full, sql);
     }
     return sql;
   }
 
-  private conditions(keys: string[], where: Record<string, unknown>, alias?: string): string {
+  private conditions(keys: string[], where: Record<string, unknown>, p: Params = placeholders, alias?: string): string {
     const prefix = alias ? `${alias}.` : '';
-    return keys.map((k) => `${prefix}${quote(this.column(k).databaseName)} ${where[k] === null ? 'IS NULL' : where[k] instanceof After ? '> ?' : '= ?'}`).join(' AND ');
+    return keys.map((k) => `${prefix}${quote(this.column(k).databaseName)} ${where[k] === null ? 'IS NULL' : where[k] instanceof After ? `> ${p()}` : `= ${p()}`}`).join(' AND ');
+  }
+
+  private assignments(keys: string[], p: Params): string {
+    return keys.map((k) => `${quote(this.column(k).databaseName)} = ${p()}`).join(', ');
+  }
+
+  /** The columns of a `where`'s parameters, in order (IS NULL takes none). */
+  private paramColumns(keys: string[], where: Record<string, unknown>): ColumnMetadata[] {
+    return keys.filter((k) => where[k] !== null).map((k) => this.column(k));
+  }
+
+  /**
+   * Where a `where` names one row by its primary key (by equality): the indexes of the key's
+   * parameters among the statement's, whose own parameters start at `offset`. Otherwise null.
+   */
+  private rowKey(keys: string[], where: Record<string, unknown>, offset: number): number[] | null {
+    const params = keys.filter((k) => where[k] !== null);
+    const key: number[] = [];
+    for (const c of this.meta.primaryColumns) {
+      const i = params.indexOf(c.propertyName);
+      if (i < 0 || where[c.propertyName] instanceof After) return null;
+      key.push(offset + i);
+    }
+    return key.length ? key : null;
   }
 
   /** Parameters of `keys` in `source`; in a `where`, a null is IS NULL and takes none. */
@@ -266,15 +321,64 @@ const comparisons = (where: Record<string, unknown>): string => {
 /** Rows per statement of insertMany (so at most 50 statement shapes per column list). */
 const INSERT_BATCH = 50;
 
+/** Where a statement's parameters go, in order: `?`, or the columns of a batch (`"_v"."_p1"`, ...). */
+type Params = () => string;
+const placeholders: Params = () => '?';
+const BATCH = '"_v"';
+const batchParams = (): Params => {
+  let n = 0;
+  return () => `${BATCH}."_p${++n}"`;
+};
+
+/** The batch as a table: one row per statement, a column per parameter, and its position `_ord` (from 1). */
+const unnest = (types: string[]) => `unnest(${types.map((t) => `?::${t}`).join(', ')}) WITH ORDINALITY AS ${BATCH}(${types.map((_, i) => `"_p${i + 1}"`).join(', ')}, "_ord")`;
+
+/** A batched SELECT: the single statement run once per row of the batch (LATERAL), its rows marked with `_ord`. */
+const lateralBatch = (ds: DataSource, select: (p: Params) => string, columns: ColumnMetadata[]): BatchForm | null => {
+  const types = arrayTypes(ds, columns);
+  return types && { kind: 'rows', types, text: `SELECT ${BATCH}."_ord", x.* FROM ${unnest(types)} CROSS JOIN LATERAL (${select(batchParams())}) x` };
+};
+
+/** Column types whose values travel in a PostgreSQL array unchanged (no enums, no arrays, no fixed-length char). */
+const BATCHABLE = new Set(['integer', 'bigint', 'smallint', 'character varying', 'text', 'uuid', 'boolean', 'timestamp without time zone', 'timestamp with time zone', 'double precision', 'real', 'numeric', 'json', 'jsonb']);
+
+/** The PostgreSQL array type of each column, or null when one of them cannot be batched. */
+const arrayTypes = (ds: DataSource, columns: ColumnMetadata[]): string[] | null => {
+  const types: string[] = [];
+  for (const c of columns) {
+    const t = ds.driver.normalizeType(c);
+    if (c.isArray || !BATCHABLE.has(t)) return null;
+    types.push(`${t}[]`);
+  }
+  return types;
+};
+
+/**
+ * A statement shape's batched form on PostgreSQL: one statement for several of the same shape,
+ * each parameter an array (one element per statement), so one text serves any batch size.
+ * `rows`: a SELECT whose rows carry the position `_ord` of the statement they answer; `count`: a
+ * write returning `_ord` once per row it changed; `insert`: an INSERT of one row per statement.
+ */
+export interface BatchForm {
+  kind: 'rows' | 'count' | 'insert';
+  text: string;
+  /** The array type of each parameter. */
+  types: string[];
+  /** For a write of one row: the parameters naming that row; two writes of one row never share a batch. */
+  key?: number[];
+}
+
 /** A statement's text for its dialect (`?` for SQLite, `$n` for PostgreSQL) and its prepared-statement name. */
 export interface Sql {
   text: string;
   name: string;
+  /** PostgreSQL: the batched form of this shape, when it has one (DirectTable builds it). */
+  batch?: BatchForm & { name: string };
 }
 
 interface Executor extends Omit<DirectTx, 'kind'> {
   readonly dialect: 'sqlite' | 'postgres';
-  prepare(text: string): Sql;
+  prepare(text: string, batch?: BatchForm | null): Sql;
   transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T>;
 }
 
@@ -361,6 +465,7 @@ interface PgPool {
 
 class PostgresExecutor implements Executor {
   readonly dialect = 'postgres' as const;
+  private readonly lanes = new Map<Sql, Lane>();
 
   constructor(private readonly ds: DataSource) {}
 
@@ -368,18 +473,30 @@ class PostgresExecutor implements Executor {
     return (this.ds.driver as unknown as { master: PgPool }).master;
   }
 
-  prepare(text: string): Sql {
-    let n = 0;
-    const pg = text.replace(/\?/g, () => `$${++n}`);
-    return { text: pg, name: `idp_${createHash('sha1').update(pg).digest('hex').slice(0, 20)}` };
+  prepare(text: string, batch?: BatchForm | null): Sql {
+    const sql: Sql = pgStatement(text);
+    if (batch) sql.batch = { ...batch, ...pgStatement(batch.text) };
+    return sql;
   }
 
-  async all(sql: Sql, params: unknown[], client: Pick<PgClient, 'query'> = this.pool): Promise<Record<string, unknown>[]> {
-    return (await client.query({ text: sql.text, name: sql.name, values: params })).rows;
+  /** Outside a transaction, a shape with a batched form goes through its lane (see Lane). */
+  async all(sql: Sql, params: unknown[], client?: Pick<PgClient, 'query'>): Promise<Record<string, unknown>[]> {
+    if (!client && sql.batch) return this.lane(sql).submit(params) as Promise<Record<string, unknown>[]>;
+    return (await (client ?? this.pool).query({ text: sql.text, name: sql.name, values: params })).rows;
   }
 
-  async run(sql: Sql, params: unknown[], client: Pick<PgClient, 'query'> = this.pool): Promise<number> {
-    return (await client.query({ text: sql.text, name: sql.name, values: params })).rowCount ?? 0;
+  async run(sql: Sql, params: unknown[], client?: Pick<PgClient, 'query'>): Promise<number> {
+    if (!client && sql.batch) return this.lane(sql).submit(params) as Promise<number>;
+    return (await (client ?? this.pool).query({ text: sql.text, name: sql.name, values: params })).rowCount ?? 0;
+  }
+
+  private lane(sql: Sql): Lane {
+    let lane = this.lanes.get(sql);
+    if (!lane) {
+      lane = new Lane(sql, () => this.pool);
+      this.lanes.set(sql, lane);
+    }
+    return lane;
   }
 
   async transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
@@ -408,3 +525,116 @@ class PostgresExecutor implements Executor {
     }
   }
 }
+
+const pgStatement = (text: string): Sql => {
+  let n = 0;
+  const pg = text.replace(/\?/g, () => `$${++n}`);
+  return { text: pg, name: `idp_${createHash('sha1').update(pg).digest('hex').slice(0, 20)}` };
+};
+
+/** The most statements one batch carries. */
+const MAX_BATCH = 100;
+
+interface Pending {
+  params: unknown[];
+  resolve(result: Record<string, unknown>[] | number): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group execution of one statement shape on PostgreSQL (group commit, for writes). A statement
+ * that finds none of its shape in flight is sent at once, as it is; those that arrive while one is
+ * in flight wait for it and then go together, as the shape's batched form: one round trip, one
+ * backend woken, one commit, instead of one each. So an idle server sends each statement alone
+ * (no added latency), and a busy one sends them in batches that grow with the load.
+ *
+ * A batch is one statement, so it is applied whole or not at all. When PostgreSQL refuses it for
+ * something a single statement could cause (bad data, a constraint, a deadlock), nothing of it was
+ * applied, and each statement runs again on its own, so each gets the answer it would have had
+ * alone (a duplicate key fails only the statement that has it). Any other failure (the connection,
+ * a timeout) is every statement's answer, as it would be alone. Two writes of one row never share a
+ * batch: the second waits for the next, so both see what they would have seen one after the other.
+ */
+class Lane {
+  private readonly queue: Pending[] = [];
+  private busy = false;
+
+  constructor(private readonly sql: Sql, private readonly pool: () => PgPool) {}
+
+  submit(params: unknown[]): Promise<Record<string, unknown>[] | number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ params, resolve, reject });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.queue.length) {
+      const batch = this.next();
+      await (batch.length === 1 ? this.alone(batch[0]) : this.together(batch));
+    }
+    this.busy = false;
+  }
+
+  /** The next batch, in order of arrival; a write to a row already in it stays queued for the next. */
+  private next(): Pending[] {
+    const key = this.sql.batch!.key;
+    if (!key) return this.queue.splice(0, MAX_BATCH);
+    const rows = new Set<string>();
+    const batch: Pending[] = [];
+    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH; ) {
+      const p = this.queue[i];
+      const row = key.map((k) => String(p.params[k])).join('\u0000');
+      if (rows.has(row)) {
+        i++;
+        continue;
+      }
+      rows.add(row);
+      batch.push(p);
+      this.queue.splice(i, 1);
+    }
+    return batch;
+  }
+
+  private async alone(p: Pending): Promise<void> {
+    try {
+      const res = await this.pool().query({ text: this.sql.text, name: this.sql.name, values: p.params });
+      p.resolve(this.sql.batch!.kind === 'rows' ? res.rows : (res.rowCount ?? 0));
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+
+  private async together(batch: Pending[]): Promise<void> {
+    const form = this.sql.batch!;
+    const values = form.types.map((_, i) => batch.map((p) => p.params[i]));
+    let rows: Record<string, unknown>[];
+    try {
+      rows = (await this.pool().query({ text: form.text, name: form.name, values })).rows;
+    } catch (err) {
+      if (!causedByOne(err)) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      await Promise.all(batch.map((p) => this.alone(p)));
+      return;
+    }
+    if (form.kind === 'insert') {
+      for (const p of batch) p.resolve(1);
+      return;
+    }
+    const answers: Record<string, unknown>[][] = batch.map(() => []);
+    for (const row of rows) answers[Number(row._ord) - 1].push(row);
+    batch.forEach((p, i) => p.resolve(form.kind === 'rows' ? answers[i] : answers[i].length));
+  }
+}
+
+/**
+ * PostgreSQL refused the statement for its data (class 22), a constraint (23) or a transaction
+ * conflict (40: deadlock, serialization): something one statement of a batch can cause alone.
+ */
+const causedByOne = (err: unknown): boolean => {
+  const e = err as { code?: unknown; severity?: unknown };
+  return typeof e?.code === 'string' && typeof e.severity === 'string' && ['22', '23', '40'].includes(e.code.slice(0, 2));
+};
