@@ -568,13 +568,17 @@ class Lane {
     });
   }
 
+  /** Runs what is queued, a batch at a time; alone and together settle every promise they take and never throw. */
   private async drain(): Promise<void> {
     this.busy = true;
-    while (this.queue.length) {
-      const batch = this.next();
-      await (batch.length === 1 ? this.alone(batch[0]) : this.together(batch));
+    try {
+      while (this.queue.length) {
+        const batch = this.next();
+        await (batch.length === 1 ? this.alone(batch[0]) : this.together(batch));
+      }
+    } finally {
+      this.busy = false;
     }
-    this.busy = false;
   }
 
   /** The next batch, in order of arrival; a write to a row already in it stays queued for the next. */
@@ -625,7 +629,7 @@ class Lane {
       return;
     }
     const answers: Record<string, unknown>[][] = batch.map(() => []);
-    for (const row of rows) answers[Number(row._ord) - 1].push(row);
+    for (const row of rows) answers[Number(row._ord) - 1]?.push(row);
     batch.forEach((p, i) => p.resolve(form.kind === 'rows' ? answers[i] : answers[i].length));
   }
 }
