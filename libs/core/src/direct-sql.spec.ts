@@ -302,4 +302,23 @@ describe(`DirectSql (${where})`, () => {
     expect((await t.findOne({ id: 'e' }))?.used_at).toBeNull();
     expect((await t.findOne({ id: 'f' }))?.used_at).toBeInstanceOf(Date);
   });
+
+  onPg('does not let a write that waits for a row lock hold up the other writes of its shape', async () => {
+    const t = direct.table(Row);
+    for (const id of ['a', 'b', 'c']) await t.insert(row(id));
+    // Another transaction holds a's row lock.
+    const pool = (ds.driver as unknown as { master: { connect(): Promise<{ query(q: string): Promise<unknown>; release(): void }> } }).master;
+    const other = await pool.connect();
+    await other.query('BEGIN');
+    await other.query(`SELECT * FROM direct_sql_rows WHERE id = 'a' FOR UPDATE`);
+    const order: string[] = [];
+    const blocked = t.update({ id: 'a', used_at: null }, { used_at: new Date() }).then((n) => order.push(`a:${n}`));
+    const others = Promise.all(['b', 'c'].map((id) => t.update({ id, used_at: null }, { used_at: new Date() }).then((n) => order.push(`${id}:${n}`))));
+    await others;
+    expect(order.sort()).toEqual(['b:1', 'c:1']);
+    await other.query('COMMIT');
+    other.release();
+    await blocked;
+    expect(order).toEqual(['b:1', 'c:1', 'a:1']);
+  });
 });

@@ -534,6 +534,8 @@ const pgStatement = (text: string): Sql => {
 
 /** The most statements one batch carries. */
 const MAX_BATCH = 100;
+/** How long a batch may hold up the statements of its shape that queue behind it. */
+const STALL_MS = 25;
 
 interface Pending {
   params: unknown[];
@@ -554,31 +556,41 @@ interface Pending {
  * alone (a duplicate key fails only the statement that has it). Any other failure (the connection,
  * a timeout) is every statement's answer, as it would be alone. Two writes of one row never share a
  * batch: the second waits for the next, so both see what they would have seen one after the other.
+ * A batch that waits (for a row lock, say) holds the queue up for STALL_MS at most.
  */
 class Lane {
   private readonly queue: Pending[] = [];
-  private busy = false;
+  /** Batches in flight that have not stalled (at most one). */
+  private fresh = 0;
 
   constructor(private readonly sql: Sql, private readonly pool: () => PgPool) {}
 
   submit(params: unknown[]): Promise<Record<string, unknown>[] | number> {
     return new Promise((resolve, reject) => {
       this.queue.push({ params, resolve, reject });
-      if (!this.busy) void this.drain();
+      if (this.fresh === 0) this.launch();
     });
   }
 
-  /** Runs what is queued, a batch at a time; alone and together settle every promise they take and never throw. */
-  private async drain(): Promise<void> {
-    this.busy = true;
-    try {
-      while (this.queue.length) {
-        const batch = this.next();
-        await (batch.length === 1 ? this.alone(batch[0]) : this.together(batch));
-      }
-    } finally {
-      this.busy = false;
-    }
+  /**
+   * Sends the next batch; when it is back, the one after. A batch that stalls (a row lock another
+   * transaction holds, say) stops holding up the queue after STALL_MS: the next batch goes without
+   * waiting for it. alone and together settle every promise they take and never throw.
+   */
+  private launch(): void {
+    const batch = this.next();
+    this.fresh++;
+    let stalled = false;
+    const timer = setTimeout(() => {
+      stalled = true;
+      this.fresh--;
+      if (this.queue.length && this.fresh === 0) this.launch();
+    }, STALL_MS);
+    void (batch.length === 1 ? this.alone(batch[0]) : this.together(batch)).then(() => {
+      clearTimeout(timer);
+      if (!stalled) this.fresh--;
+      if (this.queue.length && this.fresh === 0) this.launch();
+    });
   }
 
   /** The next batch, in order of arrival; a write to a row already in it stays queued for the next. */
