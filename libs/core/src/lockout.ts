@@ -144,6 +144,7 @@ export class RedisLockoutStore implements LockoutStore {
 export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
   private readonly clean = new Map<string, number>();
+  private readonly clientKeyCache = new Map<string, readonly LockKey[]>();
 
   constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
     this.store = config.redisUrl
@@ -166,16 +167,25 @@ export class LockoutService implements OnModuleDestroy {
   }
 
   /** The keys of a client authentication: the client from this address, the client, the address. */
-  clientKeys(clientId: string, ip = 'unknown'): LockKey[] {
-    const client = sha256(clientId);
-    return [
-      { key: `client:pair:${sha256(`${client}|${ip}`)}`, threshold: this.config.lockoutThreshold },
-      { key: `client:id:${client}`, threshold: this.config.lockoutThreshold * 5 },
-      { key: `client:ip:${ip}`.slice(0, 128), threshold: this.config.lockoutIpThreshold },
-    ];
+  clientKeys(clientId: string, ip = 'unknown'): readonly LockKey[] {
+    // Every token request asks for the same few pairs: their keys (two SHA-256 each, nothing
+    // secret in them) are kept, frozen, for up to 10,000 pairs per replica.
+    const pair = `${ip.length}:${ip}${clientId}`; // the address's length first: no two pairs share a name
+    let keys = this.clientKeyCache.get(pair);
+    if (!keys) {
+      const client = sha256(clientId);
+      keys = Object.freeze([
+        Object.freeze({ key: `client:pair:${sha256(`${client}|${ip}`)}`, threshold: this.config.lockoutThreshold }),
+        Object.freeze({ key: `client:id:${client}`, threshold: this.config.lockoutThreshold * 5 }),
+        Object.freeze({ key: `client:ip:${ip}`.slice(0, 128), threshold: this.config.lockoutIpThreshold }),
+      ]);
+      if (this.clientKeyCache.size >= 10_000) this.clientKeyCache.clear();
+      this.clientKeyCache.set(pair, keys);
+    }
+    return keys;
   }
 
-  async check(keys: LockKey[]): Promise<LockState> {
+  async check(keys: readonly LockKey[]): Promise<LockState> {
     // Every token request checks its client's keys: a clean answer is kept a second per replica
     // (a lock set on another replica is seen within that second; failures here clear it at once).
     const id = keys.map((k) => k.key).join(' ');
@@ -191,7 +201,7 @@ export class LockoutService implements OnModuleDestroy {
   }
 
   /** Records one failure on every key; returns the seconds of the longest lock now in place (0 if none). */
-  async fail(keys: LockKey[]): Promise<number> {
+  async fail(keys: readonly LockKey[]): Promise<number> {
     this.clean.clear();
     let longest = 0;
     for (const k of keys) longest = Math.max(longest, await this.store.fail(k.key, k.threshold, this.config.lockoutSeconds, this.config.lockoutMaxSeconds));
@@ -199,7 +209,7 @@ export class LockoutService implements OnModuleDestroy {
   }
 
   /** A success clears the account (or client) counters; the address keeps its count. */
-  async succeed(keys: LockKey[]): Promise<void> {
+  async succeed(keys: readonly LockKey[]): Promise<void> {
     const clear = keys.filter((k) => !k.key.includes(':ip:')).map((k) => k.key);
     if (clear.length) await this.store.clear(clear);
   }
