@@ -1,13 +1,13 @@
 import { BadRequestException } from '@nestjs/common';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { urlencoded } from 'express';
-import { parse as parseForm } from 'qs';
 import { IdpConfig, JsonLogger, OAuthError, ProtocolRequest, ProtocolRoute, ProtocolShortcut, RequestContext, invalidRequest, protocolErrorResponse } from '@idp/core';
 import type { ClientsService } from '@idp/clients';
 import { RATE_LIMITED, RateLimiter } from './rate-limit';
 import { setActualCors, setSecurityHeaders } from './http-policy';
 import { inputProblem } from './http-input';
 import { beginRequest, handOver } from './request-log';
+import { FORM_PARAMETER_LIMIT, parseUrlencoded } from './form-parse';
 
 // Packages Express itself uses for the same jobs (proxy-addr for `req.ip`, type-is for `req.is`).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -19,7 +19,7 @@ type TrustFn = (address: string, hop: number) => boolean;
 
 /** The body limits of every form endpoint (the same as the Express parser's in boot.ts). */
 export const FORM_BODY_LIMIT = 64 * 1024;
-export const FORM_PARAMETER_LIMIT = 100;
+export { FORM_PARAMETER_LIMIT };
 /** Parameters longer than this are refused outright (no legitimate one comes close). */
 export const MAX_PARAM_LENGTH = 8192;
 
@@ -179,22 +179,6 @@ function formBody(req: IncomingMessage, body: unknown): Record<string, string> {
 
 function safeName(name: string): string {
   return /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? name : '(unnamed)';
-}
-
-/** body-parser's `urlencoded({ extended: false })` parse, with the same qs options and limits. */
-function parseUrlencoded(text: string): Record<string, unknown> {
-  if (!text.length) return {};
-  let count = 0;
-  let at = -1;
-  do {
-    if (++count > FORM_PARAMETER_LIMIT) throw invalidRequest('the request body could not be parsed');
-    at = text.indexOf('&', at + 1);
-  } while (at !== -1);
-  try {
-    return parseForm(text, { allowPrototypes: true, arrayLimit: count, depth: 0, charset: 'utf-8', parameterLimit: FORM_PARAMETER_LIMIT, strictDepth: true }) as Record<string, unknown>;
-  } catch {
-    throw invalidRequest('the request body could not be parsed');
-  }
 }
 
 /** The body of a request with a Content-Length (which Node's parser enforces), as UTF-8. */
