@@ -48,7 +48,7 @@ describe('parseUrlencoded', () => {
   const cases = [
     '', 'a', 'a=', '=a', '&', '&&a=1&&', 'a=1&a=2', 'a=1&b=2&a=3', 'a[]=1', 'a%5B%5D=1', 'a%5bb%5d=1', '[a]=1', 'a]=1', 'a=[1]',
     '__proto__=1', '__proto__[x]=1', 'constructor=1', 'toString=x&a=1', 'hasOwnProperty=1', 'a=%', 'a=%E0%A4%A', 'a=%ZZ+b', '%=1',
-    'a+b=c+d', 'a%20b=c%2Bd', 'a=%E2%9C%93', 'utf8=%E2%9C%93&a=1', 'a=b=c', 'a==', '%00=1', 'a=%00', 'a.b=1', 'é=ü', 'a=1;b=2',
+    'a&b=1&c', 'a&&b&c=', 'a+b=c+d', 'a%20b=c%2Bd', 'a=%E2%9C%93', 'utf8=%E2%9C%93&a=1', 'a=b=c', 'a==', '%00=1', 'a=%00', 'a.b=1', 'é=ü', 'a=1;b=2',
     Array.from({ length: FORM_PARAMETER_LIMIT }, (_, i) => `p${i}=${i}`).join('&'),
     Array.from({ length: FORM_PARAMETER_LIMIT + 1 }, (_, i) => `p${i}=${i}`).join('&'),
     Array.from({ length: 30 }, () => 'a=1').join('&'),

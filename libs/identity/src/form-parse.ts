@@ -36,15 +36,20 @@ export function parseUrlencoded(text: string): Record<string, unknown> {
 /** The pairs of a body without structure, or null when a name repeats or is a property of Object.prototype. */
 function parsePlain(text: string): Record<string, string> | null {
   const out: Record<string, string> = {};
+  let nextEq = -1; // the first '=' at or after the current pair (text.length when there is none): one scan in all
   for (let start = 0; start <= text.length; ) {
     let end = text.indexOf('&', start);
     if (end === -1) end = text.length;
-    const eq = text.indexOf('=', start);
-    const key = decode(text.slice(start, eq === -1 || eq > end ? end : eq));
+    if (nextEq < start) {
+      nextEq = text.indexOf('=', start);
+      if (nextEq === -1) nextEq = text.length;
+    }
+    const eq = nextEq < end ? nextEq : -1;
+    const key = decode(text.slice(start, eq === -1 ? end : eq));
     if (key !== '') {
       // qs makes an array of a repeated name and guards prototype names: its answer is the reference there
       if (hasOwn.call(out, key) || hasOwn.call(Object.prototype, key)) return null;
-      out[key] = eq === -1 || eq > end ? '' : decode(text.slice(eq + 1, end));
+      out[key] = eq === -1 ? '' : decode(text.slice(eq + 1, end));
     }
     start = end + 1;
   }
