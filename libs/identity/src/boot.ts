@@ -11,7 +11,8 @@ import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.mo
 import { RateLimiter, rateLimit } from './rate-limit';
 import { inputProblem } from './http-input';
 import { beginRequest, handedOver } from './request-log';
-import { serveProtocolRoutes } from './protocol-server';
+import { FORM_BODY_LIMIT, serveProtocolRoutes } from './protocol-server';
+import { FORM_PARAMETER_LIMIT } from './form-parse';
 import { ProtocolEndpoints } from '@idp/token';
 import { AuthorizeShortcut } from '@idp/authorization';
 import { cors, securityHeaders } from './http-policy';
@@ -63,7 +64,7 @@ export async function createIdentityApp(
   app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });
   // Form bodies for the protocol endpoints (flat: `extended: false` keeps values as strings, and a
   // repeated parameter becomes an array that FormBodyGuard refuses); JSON for the admin API only.
-  app.use(urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 }));
+  app.use(urlencoded({ extended: false, limit: FORM_BODY_LIMIT, parameterLimit: FORM_PARAMETER_LIMIT }));
   app.use('/admin', json({ limit: '100kb', strict: true }));
   app.use('/admin', requireJsonBody);
   app.use(refuseHostileInput);

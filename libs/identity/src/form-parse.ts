@@ -1,7 +1,7 @@
 import { parse as qsParse } from 'qs';
 import { invalidRequest } from '@idp/core';
 
-/** Parameters of a form body at most (as the Express parser's `parameterLimit` in boot.ts). */
+/** Parameters of a form body at most (the Express parser's `parameterLimit` in boot.ts too). */
 export const FORM_PARAMETER_LIMIT = 100;
 
 /** Anything qs reads as structure (brackets, raw or percent-encoded): such a body goes to qs itself. */
@@ -12,7 +12,8 @@ const hasOwn = Object.prototype.hasOwnProperty;
  * body-parser's `urlencoded({ extended: false })` parse, with the same qs options and limits, so
  * a form means the same on both paths. A body of plain `name=value` pairs, each name once and none
  * of them a property of Object.prototype (what every OAuth client sends), is read here in one
- * pass; any other body is handed to qs. The two agree on every input (form-parse.spec.ts).
+ * pass; any other body is handed to qs. form-parse.spec.ts holds the two to the same answer on
+ * chosen and random bodies.
  */
 export function parseUrlencoded(text: string): Record<string, unknown> {
   if (!text.length) return {};

@@ -17,9 +17,8 @@ const typeis: (req: IncomingMessage, types: string[]) => string | false | null =
 
 type TrustFn = (address: string, hop: number) => boolean;
 
-/** The body limits of every form endpoint (the same as the Express parser's in boot.ts). */
+/** The body limit of every form endpoint (the Express parser's in boot.ts uses it too). */
 export const FORM_BODY_LIMIT = 64 * 1024;
-export { FORM_PARAMETER_LIMIT };
 /** Parameters longer than this are refused outright (no legitimate one comes close). */
 export const MAX_PARAM_LENGTH = 8192;
 
