@@ -148,7 +148,7 @@ describe('the example app (apps/example-extended): every extension point', () =>
       expect(page.html).toContain('Acme Corp');
       expect(await loginCount(ids.bob)).toBe(before);
       const audit = await s.admin('GET', `/admin/audit-events?type=user.login_denied&user_id=${ids.bob}`);
-      expect(audit.body.items).toEqual([expect.objectContaining({ type: 'user.login_denied', user_id: ids.bob })]);
+      expect(audit.body.items).toEqual([expect.objectContaining({ type: 'user.login_denied', user_id: ids.bob, ip: expect.stringMatching(/127\.0\.0\.1$/), request_id: expect.any(String) })]);
     });
 
     it('counts each sign-in (user.login), read through the admin route', async () => {

@@ -19,6 +19,8 @@ export interface Form {
 
 export class Browser {
   readonly cookies = new Map<string, string>();
+  /** Headers sent with every request (e.g. an `X-Request-Id`), besides the cookies. */
+  readonly headers: Record<string, string> = {};
 
   constructor(private readonly origin: string) {}
 
@@ -27,7 +29,7 @@ export class Browser {
     let current = new URL(url, this.origin).toString();
     let req: RequestInit = init;
     for (let hops = 0; hops < 20; hops++) {
-      const res = await fetch(current, { ...req, redirect: 'manual', headers: { ...(req.headers as Record<string, string>), cookie: this.cookieHeader() } });
+      const res = await fetch(current, { ...req, redirect: 'manual', headers: { ...this.headers, ...(req.headers as Record<string, string>), cookie: this.cookieHeader() } });
       this.store(res.headers);
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
