@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
-import { After, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256 } from '@idp/core';
+import { After, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
 import { Consent, ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -47,7 +47,7 @@ export class AuthorizationService {
         throw new PageRedirect(`/consent?interaction=${encodeURIComponent(interaction.id)}`);
       }
     }
-    const code = await this.issueCode(ar, user);
+    const code = await this.issueCode(ar, user, RequestContext.of(req));
     if (ar.interaction) Interactions.remove(req, ar.interaction.id);
     return { code };
   }
@@ -61,8 +61,8 @@ export class AuthorizationService {
     return this.consents.missingScopes({ userId: user.sub, client: ar.client, scopes: ar.scopes, audience: ar.api?.identifier }, consent);
   }
 
-  /** Stores the code's hash with everything it is bound to; returns the code itself (once). */
-  async issueCode(ar: AuthorizeRequest, user: SessionUser): Promise<string> {
+  /** Stores the code's hash with everything it is bound to; returns the code itself (once). `ctx`: the authorization request's context, for the event. */
+  async issueCode(ar: AuthorizeRequest, user: SessionUser, ctx: RequestContext | undefined): Promise<string> {
     const code = randomToken(32);
     const now = new Date();
     const row: AuthorizationCode = {
@@ -74,7 +74,7 @@ export class AuthorizationService {
     await this.rows.insert(row);
     this.issued.put(row.code_hash, row, row.expires_at.getTime());
     if (++this.sweeps % 500 === 0) void this.sweep();
-    await this.events.emit('authorization.code_issued', { clientId: ar.client.client_id, userId: user.sub, scope: ar.scopes.join(' '), audience: ar.api?.identifier });
+    await this.events.emit('authorization.code_issued', { clientId: ar.client.client_id, userId: user.sub, scope: ar.scopes.join(' '), audience: ar.api?.identifier }, ctx);
     return code;
   }
 

@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import type { SessionData } from 'express-session';
-import { IdpConfig, OAuthError, ProtocolShortcut, ShortcutContext } from '@idp/core';
+import { IdpConfig, OAuthError, ProtocolShortcut, ShortcutContext, RequestContext } from '@idp/core';
 import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/session';
 import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
 import { AuthorizationService } from './authorization.service';
@@ -64,7 +64,7 @@ export class AuthorizeShortcut {
     if (reason !== undefined) return false;
     // The consent joined on the session row's user, who is the session's user (the store writes both).
     if ((await this.authorization.consentMissing(ar, user, consent?.user_id === user.sub ? consent : undefined)).length) return false;
-    const code = await this.authorization.issueCode(ar, user);
+    const code = await this.authorization.issueCode(ar, user, RequestContext.of(req));
     // From here on a code exists: this answer is the one.
     await this.renew(res, id, session);
     redirectToClient(res, 'GET', ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });

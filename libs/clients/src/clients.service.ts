@@ -1,7 +1,7 @@
 import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpConfig, IdpEvents, Page, PageRequest, randomToken, toPage } from '@idp/core';
+import { IdpConfig, IdpEvents, Page, PageRequest, randomToken, toPage, RequestContext } from '@idp/core';
 import { Client } from './client.entity';
 import { ClientMetadataDto, ClientView } from './client-metadata.dto';
 import { Metadata, metadataProblems } from './client-rules';
@@ -15,6 +15,8 @@ export interface RegisterOptions {
   /** Use this secret instead of a generated one (bootstrap admin client). */
   secret?: string;
   actor?: string;
+  /** The admin request's context (request id, address), for the event. */
+  ctx?: RequestContext;
 }
 
 const CLIENT_CACHE_MS = 5_000;
@@ -56,7 +58,7 @@ export class ClientsService {
     });
     await this.clients.insert(client);
     this.changed(client.client_id);
-    await this.events.emit('client.created', { clientId: client.client_id, actor: opts.actor });
+    await this.events.emit('client.created', { clientId: client.client_id, actor: opts.actor }, opts.ctx);
     delete (client as Partial<Client>).secret_hash;
     return { client, secret };
   }
@@ -65,7 +67,7 @@ export class ClientsService {
    * Applies a partial update (JSON merge of the metadata), re-checking the whole result. A client
    * moved to a secret-based method without a secret gets one, returned once.
    */
-  async update(clientId: string, dto: ClientMetadataDto, opts: { grantTypes?: string[]; actor?: string } = {}): Promise<{ client: Client; secret?: string }> {
+  async update(clientId: string, dto: ClientMetadataDto, opts: { grantTypes?: string[]; actor?: string; ctx?: RequestContext } = {}): Promise<{ client: Client; secret?: string }> {
     const current = await this.clients.createQueryBuilder('c').addSelect('c.secret_hash').where('c.client_id = :id', { id: clientId }).getOne();
     if (!current) throw new NotFoundException([`client ${clientId} not found`]);
     const merged = this.withDefaults({ ...ClientView.of(current), ...stripUndefined(dto) } as ClientMetadataDto);
@@ -84,13 +86,13 @@ export class ClientsService {
     const patch = { ...this.columns(merged), secret_hash, updated_at: new Date() };
     await this.clients.update({ client_id: clientId }, patch);
     this.changed(clientId);
-    await this.events.emit('client.updated', { clientId, actor: opts.actor });
+    await this.events.emit('client.updated', { clientId, actor: opts.actor }, opts.ctx);
     const { secret_hash: _, ...visible } = patch;
     return { client: Object.assign(current, visible, { secret_hash: undefined }), secret };
   }
 
   /** Issues a new secret (the old one stops working at once) and returns it in clear, once. */
-  async rotateSecret(clientId: string, opts: { secret?: string; actor?: string } = {}): Promise<{ client: Client; secret: string }> {
+  async rotateSecret(clientId: string, opts: { secret?: string; actor?: string; ctx?: RequestContext } = {}): Promise<{ client: Client; secret: string }> {
     const client = await this.get(clientId);
     if (!this.methods.get(client.token_endpoint_auth_method)?.usesSecret) {
       throw new BadRequestException([`token_endpoint_auth_method ${client.token_endpoint_auth_method} does not use a client secret`]);
@@ -98,15 +100,15 @@ export class ClientsService {
     const secret = opts.secret ?? randomToken(32);
     await this.clients.update({ client_id: clientId }, { secret_hash: this.config.keyring.hashSecret(secret), updated_at: new Date() });
     this.changed(clientId);
-    await this.events.emit('client.secret_rotated', { clientId, actor: opts.actor });
+    await this.events.emit('client.secret_rotated', { clientId, actor: opts.actor }, opts.ctx);
     return { client, secret };
   }
 
-  async remove(clientId: string, actor?: string): Promise<void> {
+  async remove(clientId: string, actor?: string, ctx?: RequestContext): Promise<void> {
     const res = await this.clients.delete({ client_id: clientId });
     if (!res.affected) throw new NotFoundException([`client ${clientId} not found`]);
     this.changed(clientId);
-    await this.events.emit('client.deleted', { clientId, actor });
+    await this.events.emit('client.deleted', { clientId, actor }, ctx);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { IdpEvents, PageErrorFilter, renderPage, saveSession } from '@idp/core';
+import { IdpEvents, PageErrorFilter, renderPage, saveSession, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { CsrfGuard, Interactions, csrfToken, currentSessionUser } from '@idp/session';
@@ -51,9 +51,9 @@ export class ConsentController {
     const client = await this.clients.find(interaction.client_id);
     if (!client) return expired(res);
     if (decision === 'allow') {
-      await this.consents.grant({ userId: user.sub, client, scopes: interaction.consent!.scopes, audience: interaction.consent!.audience });
+      await this.consents.grant({ userId: user.sub, client, scopes: interaction.consent!.scopes, audience: interaction.consent!.audience }, RequestContext.of(req));
     } else {
-      await this.events.emit('consent.denied', { userId: user.sub, clientId: client.client_id });
+      await this.events.emit('consent.denied', { userId: user.sub, clientId: client.client_id }, RequestContext.of(req));
     }
     Interactions.update(req, interaction.id, { decision });
     await saveSession(req);

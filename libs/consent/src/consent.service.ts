@@ -1,7 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { DirectSql, IdpEvents, LeftJoin, isUniqueViolation, uuidv7 } from '@idp/core';
+import { DirectSql, IdpEvents, LeftJoin, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
 import type { SessionRecord } from '@idp/session';
 import type { Client } from '@idp/clients';
 import { Consent, ConsentScopes } from './consent.entity';
@@ -43,9 +43,10 @@ export class ConsentService {
   /**
    * Records that the user allowed these scopes (added to what was allowed before). Concurrent
    * grants for one user and client converge: the unique index makes one insert win, the other
-   * retries as an update of the merged row inside a transaction.
+   * retries as an update of the merged row inside a transaction. `ctx`: the consent request's
+   * context, for the event.
    */
-  async grant(req: ConsentRequest): Promise<Consent> {
+  async grant(req: ConsentRequest, ctx?: RequestContext): Promise<Consent> {
     for (let attempt = 0; ; attempt++) {
       try {
         const consent = await this.db.transaction(async (m) => {
@@ -70,7 +71,7 @@ export class ConsentService {
           await repo.insert(row);
           return row;
         });
-        await this.events.emit('consent.granted', { userId: req.userId, clientId: req.client.client_id, scopes: req.scopes, audience: req.audience });
+        await this.events.emit('consent.granted', { userId: req.userId, clientId: req.client.client_id, scopes: req.scopes, audience: req.audience }, ctx);
         return consent;
       } catch (err) {
         if (isUniqueViolation(err) && attempt < 3) continue;
@@ -89,12 +90,12 @@ export class ConsentService {
   }
 
   /** Deletes one of a user's consents; the caller revokes the tokens issued under it. */
-  async revoke(userId: string, consentId: string, actor?: string): Promise<Consent> {
+  async revoke(userId: string, consentId: string, actor?: string, ctx?: RequestContext): Promise<Consent> {
     const repo = this.db.getRepository(Consent);
     const consent = consentId.length <= 36 ? await repo.findOne({ where: { id: consentId, user_id: userId } }) : null;
     if (!consent) throw new NotFoundException([`grant ${consentId} not found for user ${userId}`]);
     await repo.delete({ id: consent.id });
-    await this.events.emit('consent.revoked', { userId, clientId: consent.client_id, actor });
+    await this.events.emit('consent.revoked', { userId, clientId: consent.client_id, actor }, ctx);
     return consent;
   }
 }

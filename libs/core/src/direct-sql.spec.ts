@@ -1,5 +1,5 @@
 import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
-import { After, DirectSql } from './direct-sql';
+import { After, DirectSql, DirectTx } from './direct-sql';
 import { gateSqliteTransactions } from './sqlite-gate';
 import { freshDatabase, onPostgres } from '../../../test/support/server';
 
@@ -110,6 +110,35 @@ describe(`DirectSql (${where})`, () => {
     ).rejects.toThrow('roll back');
     await outside;
     expect((await ds.getRepository(Row).find()).map((r) => r.id)).toEqual(['outside']);
+  });
+
+  it('keeps statements from outside out of an open DirectSql transaction (and out of its rollback)', async () => {
+    const t = direct.table(Row);
+    // Another request writes and reads 2 ms after the transaction opened: it sees none of it.
+    const outside = new Promise<unknown>((resolve) =>
+      setTimeout(() => resolve(t.insert(row('outside')).then(() => t.findOne({ id: 'inside' }))), 2),
+    );
+    await expect(
+      direct.transaction(async (tx) => {
+        await t.insert(row('inside'), tx);
+        await new Promise((r) => setTimeout(r, 20));
+        expect(await t.findOne({ id: 'inside' }, tx)).toEqual(row('inside'));
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    expect(await outside).toBeNull();
+    expect((await ds.getRepository(Row).find()).map((r) => r.id)).toEqual(['outside']);
+  });
+
+  (onPostgres ? it.skip : it)('refuses a statement of a DirectSql transaction that has ended (SQLite: it would run outside it)', async () => {
+    const t = direct.table(Row);
+    let kept: DirectTx | undefined;
+    await direct.transaction(async (tx) => {
+      kept = tx;
+      await t.insert(row('a'), tx);
+    });
+    await expect(t.insert(row('b'), kept)).rejects.toThrow('a statement of a transaction that has ended');
+    expect((await ds.getRepository(Row).find()).map((r) => r.id)).toEqual(['a']);
   });
 
   it('lets exactly one of 20 concurrent conditional updates win', async () => {

@@ -42,7 +42,11 @@ export class DirectSql {
     return t as unknown as DirectTable<E>;
   }
 
-  /** Runs `fn`'s statements in one transaction (committed when it resolves, rolled back when it throws). */
+  /**
+   * Runs `fn`'s statements in one transaction (committed when it resolves, rolled back when it
+   * throws). Each statement of it takes `tx`; on SQLite a statement without it would wait for the
+   * transaction to end, so for itself.
+   */
   transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
     return this.exec.transaction(fn);
   }
@@ -429,12 +433,16 @@ class SqliteExecutor implements Executor {
   }
 
   transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
-    // Nested in an open transaction (ours): its statements are part of it.
+    // Nested in an open TypeORM transaction (ours): its statements are part of it.
     if (this.gate.inTransaction()) return fn({ kind: 'tx', all: (s, p) => this.all(s, p), run: (s, p) => this.run(s, p) });
-    return this.gate.transaction(async () => {
+    return this.gate.transaction(async (own) => {
       this.db.exec('BEGIN IMMEDIATE');
       try {
-        const result = await fn({ kind: 'tx', all: (s, p) => this.all(s, p), run: (s, p) => this.run(s, p) });
+        const result = await fn({
+          kind: 'tx',
+          all: async (s, p) => own(() => this.stmt(s).all(...p.map(sqliteValue))),
+          run: async (s, p) => own(() => this.stmt(s).run(...p.map(sqliteValue)).changes),
+        });
         this.db.exec('COMMIT');
         return result;
       } catch (err) {

@@ -1,5 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import type { RequestContext } from './request-context';
 
 /**
  * Every event the IdP emits, with its payload. Payloads never carry a secret, code or token:
@@ -39,12 +40,14 @@ export type IdpEventName = keyof IdpEventMap;
 
 export const OnIdpEvent = DiscoveryService.createDecorator<IdpEventName>();
 
-type Listener = (payload: unknown) => unknown;
+type Listener = (payload: unknown, ctx: RequestContext | undefined) => unknown;
 
 /**
  * The event bus. Listeners are methods decorated with `@OnIdpEvent(name)` on singleton providers,
  * found once at bootstrap. `emit` is called after the data is committed; listeners run in order and
  * are awaited; a listener's error is logged and never fails the request that emitted the event.
+ * A listener gets the payload and the context of the request that caused the event (request id,
+ * address; undefined when no request did, e.g. at boot): `onLogin(e: IdpEventMap['user.login'], ctx?: RequestContext)`.
  */
 @Injectable()
 export class IdpEvents implements OnApplicationBootstrap {
@@ -65,18 +68,19 @@ export class IdpEvents implements OnApplicationBootstrap {
     }
   }
 
-  on<K extends IdpEventName>(name: K, listener: (payload: IdpEventMap[K]) => unknown): void {
+  on<K extends IdpEventName>(name: K, listener: (payload: IdpEventMap[K], ctx: RequestContext | undefined) => unknown): void {
     const list = this.listeners.get(name) ?? [];
     list.push(listener as Listener);
     this.listeners.set(name, list);
   }
 
-  async emit<K extends IdpEventName>(name: K, payload: IdpEventMap[K]): Promise<void> {
+  /** Runs the listeners of `name`; `ctx` is the context of the request that caused the event, when one did. */
+  async emit<K extends IdpEventName>(name: K, payload: IdpEventMap[K], ctx: RequestContext | undefined): Promise<void> {
     const list = this.listeners.get(name);
     if (!list) return;
     for (const listener of list) {
       try {
-        await listener(payload);
+        await listener(payload, ctx);
       } catch (err) {
         this.logger.error(`listener for ${name} failed: ${(err as Error).message}`);
       }

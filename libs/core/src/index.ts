@@ -17,6 +17,7 @@ export * from './lockout';
 export * from './sqlite-gate';
 export * from './overrides';
 export * from './boot-context';
+export * from './scoped-storage';
 export * from './protocol';
 export * from './direct-sql';
 export * from './written-here';

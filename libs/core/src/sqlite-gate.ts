@@ -1,18 +1,22 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
+import { ScopedStorage } from './scoped-storage';
 
 /**
  * SQLite through better-sqlite3 is one connection, and TypeORM hands every caller the same query
  * runner. Left alone, a second request's transaction starts inside the first ("cannot start a
  * transaction within a transaction"), and other requests' statements run inside an open
  * transaction and vanish with its rollback. This gate makes transactions exclusive: they run one
- * at a time, and while one is open, statements from outside it (told apart by async context)
- * wait until it commits or rolls back. PostgreSQL needs none of this (a pooled connection per
- * transaction).
+ * at a time, and while one is open, statements from outside it wait until it commits or rolls
+ * back. PostgreSQL needs none of this (a pooled connection per transaction).
+ *
+ * A transaction's own statements are told apart from the others' two ways. DirectSql's (the
+ * request path's) are handed a function that runs them, so they say so themselves. TypeORM's
+ * (`DataSource.transaction`, rare: admin changes, revocations, lockouts) are known by async
+ * context, kept in a ScopedStorage that is switched on only while such a transaction is open.
  */
 export function gateSqliteTransactions(ds: DataSource): void {
   if (ds.options.type !== 'better-sqlite3' || gates.has(ds)) return;
-  const inside = new AsyncLocalStorage<symbol>();
+  const inside = new ScopedStorage<symbol>();
   let active: symbol | null = null; // the open transaction
   let pending = 0; // transactions waiting to start (new outside statements queue behind them)
   let inflight = 0; // outside statements running (a transaction waits for them to finish)
@@ -26,14 +30,14 @@ export function gateSqliteTransactions(ds: DataSource): void {
   const ours = () => active !== null && inside.getStore() === active;
 
   // Every check-and-claim below runs without an await in between, so it is atomic.
-  const exclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
+  const exclusive = async <T>(fn: (token: symbol) => Promise<T>): Promise<T> => {
     pending++;
     while (active || inflight > 0) await sleep();
     pending--;
     const token = Symbol('transaction');
     active = token;
     try {
-      return await inside.run(token, fn);
+      return await fn(token);
     } finally {
       active = null;
       wake();
@@ -43,7 +47,7 @@ export function gateSqliteTransactions(ds: DataSource): void {
   const transaction = manager.transaction.bind(manager);
   manager.transaction = async (...args: unknown[]) => {
     if (ours()) return transaction(...args); // nested: a savepoint of the open transaction
-    return exclusive(() => transaction(...args));
+    return exclusive((token) => inside.run(token, () => transaction(...args)));
   };
 
   const runner = ds.createQueryRunner();
@@ -61,7 +65,14 @@ export function gateSqliteTransactions(ds: DataSource): void {
 
   gates.set(ds, {
     inTransaction: ours,
-    transaction: (fn) => (ours() ? fn() : exclusive(fn)),
+    transaction<T>(fn: (own: <S>(statement: () => S) => S) => Promise<T>): Promise<T> {
+      return exclusive((token) =>
+        fn((statement) => {
+          if (active !== token) throw new Error('a statement of a transaction that has ended');
+          return statement();
+        }),
+      );
+    },
     async statement<T>(fn: () => T): Promise<T> {
       if (!ours()) while (active || pending > 0) await sleep();
       return fn();
@@ -71,11 +82,15 @@ export function gateSqliteTransactions(ds: DataSource): void {
 
 /** The gate of a SQLite DataSource, for statements run on the connection directly (direct-sql.ts). */
 export interface SqliteGate {
-  /** Whether the caller runs inside the open transaction. */
+  /** Whether the caller runs inside the open TypeORM transaction. */
   inTransaction(): boolean;
-  /** Runs `fn` as the one open transaction (or inside it, when the caller already is). */
-  transaction<T>(fn: () => Promise<T>): Promise<T>;
-  /** Runs a synchronous statement when no transaction of others is open (at once inside ours). */
+  /**
+   * Runs `fn` as the one open transaction, once the others have ended. Its statements go through
+   * `own` (synchronous, at once); any other statement waits for it, so `fn` must not await one
+   * that does not (it would wait for itself).
+   */
+  transaction<T>(fn: (own: <S>(statement: () => S) => S) => Promise<T>): Promise<T>;
+  /** Runs a synchronous statement when no transaction of others is open (at once inside a TypeORM one of ours). */
   statement<T>(fn: () => T): Promise<T>;
 }
 

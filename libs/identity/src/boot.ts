@@ -131,10 +131,11 @@ function assetDir(name: string): string {
   return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
-/** The request log and request context (request-log.ts) as Express middleware. */
+/** The request log and request context (request-log.ts) as Express middleware; a request the lean path began has both already. */
 function requestLog(logger: JsonLogger) {
   return (req: Request, res: Response, next: NextFunction) => {
-    RequestContext.run(handedOver(req)?.ctx ?? beginRequest(logger, req, res, req.path, req.ip), () => next());
+    if (!handedOver(req)) beginRequest(logger, req, res, req.path, req.ip);
+    next();
   };
 }
 

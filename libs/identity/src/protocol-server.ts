@@ -83,7 +83,7 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
     setSecurityHeaders(res, hsts);
     let answered = false;
     try {
-      answered = await RequestContext.run(ctx, () => shortcut.handle(req, res, { ip, query, trust: opts.trust }));
+      answered = await shortcut.handle(req, res, { ip, query, trust: opts.trust });
     } catch (err) {
       opts.logger.write('debug', 'shortcut declined', { path, reason: (err as Error)?.message });
     }
@@ -101,29 +101,28 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
     const ip = addressOf(req);
     const ctx = beginRequest(opts.logger, req, res, path, ip);
     const headers: Record<string, string> = {};
-    await RequestContext.run(ctx, async () => {
-      try {
-        const retryAfter = opts.limiter?.hit(path, ip);
-        if (retryAfter !== undefined) {
-          res.setHeader('Retry-After', String(retryAfter));
-          return send(res, 429, RATE_LIMITED, { 'Cache-Control': 'no-store' });
-        }
-        setSecurityHeaders(res, hsts);
-        const origin = req.headers.origin;
-        if (origin && route.path === '/userinfo') await setActualCors(res, route.path, origin, opts.clients);
-        const body = await readBody(req, res);
-        if (url.includes('%00')) throw invalidRequest('the URL must not contain the character U+0000');
-        const problem = inputProblem(body, '', false);
-        // As a framework 400, whose message toOAuthError keeps to the RFC 6749 §5.2 characters (it may quote a parameter name).
-        if (problem) throw new BadRequestException([problem]);
-        const request: ProtocolRequest = { method: req.method ?? 'GET', path, headers: req.headers, body, ip };
-        if (route.form) request.body = formBody(req, body);
-        const answer = await route.handle(request, headers);
-        send(res, answer.status ?? 200, answer.body, { ...headers, ...answer.headers });
-      } catch (err) {
-        fail(res, err, headers);
+    try {
+      const retryAfter = opts.limiter?.hit(path, ip);
+      if (retryAfter !== undefined) {
+        res.setHeader('Retry-After', String(retryAfter));
+        return send(res, 429, RATE_LIMITED, { 'Cache-Control': 'no-store' });
       }
-    });
+      setSecurityHeaders(res, hsts);
+      const origin = req.headers.origin;
+      if (origin && route.path === '/userinfo') await setActualCors(res, route.path, origin, opts.clients);
+      const body = await readBody(req, res);
+      if (url.includes('%00')) throw invalidRequest('the URL must not contain the character U+0000');
+      const problem = inputProblem(body, '', false);
+      // As a framework 400, whose message toOAuthError keeps to the RFC 6749 §5.2 characters (it may quote a parameter name).
+      if (problem) throw new BadRequestException([problem]);
+      const request: ProtocolRequest = { method: req.method ?? 'GET', path, headers: req.headers, body, ip };
+      RequestContext.bind(request, ctx);
+      if (route.form) request.body = formBody(req, body);
+      const answer = await route.handle(request, headers);
+      send(res, answer.status ?? 200, answer.body, { ...headers, ...answer.headers });
+    } catch (err) {
+      fail(res, err, headers);
+    }
   }
 
   /** The client address, as Express's `req.ip` gives it. */

@@ -6,7 +6,7 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /**
  * Starts one request: its id (the caller's `X-Request-Id` when well-formed, else a new one, echoed
  * back), and one JSON log line when it finishes: id, method, path (never the query string or body),
- * status, duration, address. Returns the request context to run the rest of the request in.
+ * status, duration, address. Returns the request's context, bound to `req` (RequestContext.of).
  */
 export function beginRequest(logger: JsonLogger, req: IncomingMessage, res: ServerResponse, path: string, ip: string | undefined): RequestContext {
   const start = process.hrtime.bigint();
@@ -20,7 +20,7 @@ export function beginRequest(logger: JsonLogger, req: IncomingMessage, res: Serv
     });
   });
   const ua = req.headers['user-agent'];
-  return { requestId: id, ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined };
+  return RequestContext.bind(req, { requestId: id, ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined });
 }
 
 /** Requests the lean path began (logged and counted) before handing them to Express. */

@@ -4,7 +4,7 @@ import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, sign as 
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
 import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
-import { IdpConfig, IdpEvents } from '@idp/core';
+import { IdpConfig, IdpEvents, RequestContext } from '@idp/core';
 import { SigningKey } from './signing-key.entity';
 
 export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA';
@@ -178,7 +178,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
    * Makes a new key current. The previous current key keeps being published (and accepted) for
    * `retireAfterSeconds`, the longest lifetime of a token it may have signed.
    */
-  async rotate(opts: { alg?: SigningAlg; retireAfterSeconds: number; actor?: string; reason?: string }): Promise<KeyView> {
+  async rotate(opts: { alg?: SigningAlg; retireAfterSeconds: number; actor?: string; reason?: string; ctx?: RequestContext }): Promise<KeyView> {
     const alg = opts.alg ?? this.config.signingAlg;
     const { publicKey, privateKey } = await generate(alg);
     const publicJwk = publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
@@ -201,7 +201,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     });
     await this.reload();
     this.logger.log(`signing key ${kid} (${alg}) is now current${opts.reason ? ` (${opts.reason})` : ''}`);
-    if (opts.reason !== 'initial') await this.events.emit('key.rotated', { kid, previousKid, actor: opts.actor });
+    if (opts.reason !== 'initial') await this.events.emit('key.rotated', { kid, previousKid, actor: opts.actor }, opts.ctx);
     return this.view(this.keys.get(kid)!);
   }
 

@@ -1,7 +1,7 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IDP_OVERRIDES, IdpConfig, IdpEvents, IdpOverrides, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from '@idp/core';
+import { IDP_OVERRIDES, IdpConfig, IdpEvents, IdpOverrides, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { Api, ApiScope } from './api.entity';
 import { ClientGrant } from './client-grant.entity';
@@ -74,7 +74,7 @@ export class ResourcesService implements OnModuleInit {
 
   // ---- APIs ----
 
-  async createApi(dto: CreateApiDto, actor?: string): Promise<Api> {
+  async createApi(dto: CreateApiDto, actor?: string, ctx?: RequestContext): Promise<Api> {
     const problem = identifierProblem(dto.identifier);
     if (problem) throw new BadRequestException([`identifier ${problem}`]);
     this.checkScopes(dto.scopes ?? []);
@@ -90,11 +90,11 @@ export class ResourcesService implements OnModuleInit {
       throw err;
     }
     this.changed();
-    await this.events.emit('api.created', { apiId: api.id, identifier: api.identifier, actor });
+    await this.events.emit('api.created', { apiId: api.id, identifier: api.identifier, actor }, ctx);
     return api;
   }
 
-  async updateApi(id: string, dto: UpdateApiDto, actor?: string): Promise<Api> {
+  async updateApi(id: string, dto: UpdateApiDto, actor?: string, ctx?: RequestContext): Promise<Api> {
     const api = await this.getApi(id);
     if (api.is_system && (dto.scopes !== undefined || dto.token_lifetime !== undefined || dto.allow_offline_access !== undefined)) {
       throw new BadRequestException(['the admin API only allows its name to change']);
@@ -107,16 +107,16 @@ export class ResourcesService implements OnModuleInit {
     if (dto.allow_offline_access !== undefined) patch.allow_offline_access = dto.allow_offline_access;
     await this.apis.update({ id }, patch);
     this.changed();
-    await this.events.emit('api.updated', { apiId: id, identifier: api.identifier, actor });
+    await this.events.emit('api.updated', { apiId: id, identifier: api.identifier, actor }, ctx);
     return Object.assign(api, patch);
   }
 
-  async removeApi(id: string, actor?: string): Promise<void> {
+  async removeApi(id: string, actor?: string, ctx?: RequestContext): Promise<void> {
     const api = await this.getApi(id);
     if (api.is_system) throw new ConflictException(['the admin API cannot be deleted']);
     await this.apis.delete({ id });
     this.changed();
-    await this.events.emit('api.deleted', { apiId: id, identifier: api.identifier, actor });
+    await this.events.emit('api.deleted', { apiId: id, identifier: api.identifier, actor }, ctx);
   }
 
   async getApi(id: string): Promise<Api> {
@@ -154,7 +154,7 @@ export class ResourcesService implements OnModuleInit {
 
   // ---- client grants ----
 
-  async createGrant(dto: CreateClientGrantDto, actor?: string): Promise<ClientGrantView> {
+  async createGrant(dto: CreateClientGrantDto, actor?: string, ctx?: RequestContext): Promise<ClientGrantView> {
     const client = await this.clients.find(dto.client_id);
     if (!client) throw new NotFoundException([`client_id ${dto.client_id} not found`]);
     const api = await this.findByIdentifier(dto.audience);
@@ -172,16 +172,16 @@ export class ResourcesService implements OnModuleInit {
       throw err;
     }
     this.changed();
-    await this.events.emit('client_grant.created', { grantId: grant.id, clientId: grant.client_id, audience: api.identifier, actor });
+    await this.events.emit('client_grant.created', { grantId: grant.id, clientId: grant.client_id, audience: api.identifier, actor }, ctx);
     return ClientGrantView.of(grant, api.identifier);
   }
 
-  async removeGrant(id: string, actor?: string): Promise<void> {
+  async removeGrant(id: string, actor?: string, ctx?: RequestContext): Promise<void> {
     const grant = id.length <= 36 ? await this.grants.findOne({ where: { id }, relations: { api: true } }) : null;
     if (!grant) throw new NotFoundException([`client grant ${id} not found`]);
     await this.grants.delete({ id });
     this.changed();
-    await this.events.emit('client_grant.deleted', { grantId: id, clientId: grant.client_id, audience: grant.api!.identifier, actor });
+    await this.events.emit('client_grant.deleted', { grantId: id, clientId: grant.client_id, audience: grant.api!.identifier, actor }, ctx);
   }
 
   async listGrants(req: PageRequest, filter: { clientId?: string } = {}): Promise<Page<ClientGrantView>> {

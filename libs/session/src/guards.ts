@@ -5,7 +5,7 @@ import { LoginPolicies } from './login-policy';
 import { Interactions } from './interactions';
 import { ClientsService } from '@idp/clients';
 import type { User } from '@idp/users';
-import { IdpEvents, LockoutService } from '@idp/core';
+import { IdpEvents, LockoutService, RequestContext } from '@idp/core';
 
 /** What the guard found: a lock (seconds to wait), or a successful login. */
 export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean; loginDenied?: string };
@@ -50,7 +50,7 @@ export class LocalLoginGuard implements CanActivate {
       const locked = await this.lockout.fail(keys);
       if (locked) {
         req.loginLocked = locked;
-        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip });
+        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
       }
       return true;
     }
@@ -62,7 +62,7 @@ export class LocalLoginGuard implements CanActivate {
       const decision = await this.policies.evaluate({ user: found, client, ip: req.ip, stage: 'login' });
       if (!decision.allow) {
         req.loginDenied = decision.reason;
-        await this.events.emit('user.login_denied', { userId: found.id, clientId: client?.client_id, reason: decision.reason });
+        await this.events.emit('user.login_denied', { userId: found.id, clientId: client?.client_id, reason: decision.reason }, RequestContext.of(req));
         return true;
       }
     }

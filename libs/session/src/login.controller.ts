@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { IdpEvents, PageErrorFilter, renderPage, saveSession } from '@idp/core';
+import { IdpEvents, PageErrorFilter, renderPage, saveSession, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
 import { LocalLoginGuard, type LoginRequest } from './guards';
@@ -41,11 +41,11 @@ export class LoginController {
       return this.render(req, res, interaction.id, { username, error: denied }, 403);
     }
     if (!(req as LoginRequest).loginOk) {
-      await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' });
+      await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' }, RequestContext.of(req));
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
       return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
     }
-    await this.events.emit('user.login', { userId: (req.user as { sub: string }).sub, clientId: interaction.client_id, ip: req.ip });
+    await this.events.emit('user.login', { userId: (req.user as { sub: string }).sub, clientId: interaction.client_id, ip: req.ip }, RequestContext.of(req));
     Interactions.update(req, interaction.id, { login_at: now() });
     await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.

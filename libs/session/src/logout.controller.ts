@@ -1,7 +1,7 @@
 import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { IdpEvents, OAuthError, PageErrorFilter, renderPage, safeEqual } from '@idp/core';
+import { IdpEvents, OAuthError, PageErrorFilter, renderPage, safeEqual, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { csrfToken } from './csrf';
@@ -66,7 +66,7 @@ export class LogoutController {
     }
     if (user) {
       await endSession(req);
-      await this.events.emit('user.logout', { userId: user.sub, clientId });
+      await this.events.emit('user.logout', { userId: user.sub, clientId }, RequestContext.of(req));
     }
     res.setHeader('Cache-Control', 'no-store');
     if (redirect) return res.redirect(303, redirect);

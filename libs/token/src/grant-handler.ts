@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { RegistryOptions, buildRegistry } from '@idp/core';
+import { RegistryOptions, RequestContext, buildRegistry } from '@idp/core';
 import type { Client } from '@idp/clients';
 
 /** The token request's form parameters, flat (duplicates were refused before this point). */
@@ -20,9 +20,12 @@ export interface TokenResponse {
   [extra: string]: unknown;
 }
 
-/** One grant type (fosite's handler shape): the token endpoint finds it by `grant_type`. */
+/**
+ * One grant type (fosite's handler shape): the token endpoint finds it by `grant_type`. `ctx` is
+ * the token request's context (request id, address): pass it on to the events the grant emits.
+ */
 export interface GrantHandler {
-  handle(request: TokenRequest, client: Client): Promise<TokenResponse>;
+  handle(request: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse>;
 }
 
 /** Registers a provider as the handler of a grant type, e.g. `@GrantHandler({ name: 'client_credentials' })`. */

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import {
-  IdpConfig, ProtocolRequest, ProtocolResponse, ProtocolRoute,
+  IdpConfig, ProtocolRequest, ProtocolResponse, ProtocolRoute, RequestContext,
   insufficientScope, invalidClient, invalidRequest, invalidToken, unauthorizedClient, unsupportedGrantType,
 } from '@idp/core';
 import { Client, ClientAuthenticator } from '@idp/clients';
@@ -57,7 +57,7 @@ export class ProtocolEndpoints {
     if (!client.grant_types.includes(grantType)) throw unauthorizedClient('the client is not allowed this grant_type');
     const origin = req.headers.origin;
     const request = { ...body, grant_type: grantType, origin: typeof origin === 'string' ? origin : undefined } as TokenRequest;
-    return { body: await handler.handle(request, client), headers };
+    return { body: await handler.handle(request, client, RequestContext.of(req)), headers };
   }
 
   /** RFC 7009: always 200 once the client is authenticated, whether or not the token was valid. */
@@ -65,7 +65,7 @@ export class ProtocolEndpoints {
     const client = await this.client(req, headers);
     const body = req.body as Record<string, string>;
     if (!body.token) throw invalidRequest('token is required');
-    await this.tokens.revoke(body.token, client, body.token_type_hint);
+    await this.tokens.revoke(body.token, client, body.token_type_hint, RequestContext.of(req));
     return { body: {}, headers };
   }
 

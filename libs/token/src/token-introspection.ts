@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { IdpConfig, IdpEvents } from '@idp/core';
+import { IdpConfig, IdpEvents, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { RefreshToken } from './refresh-token.entity';
@@ -38,22 +38,23 @@ export class TokenIntrospection {
   /**
    * Revokes a refresh token (and its family, with the access tokens it produced) or an access
    * token (deny-listed until it expires). A token of another client is left alone, silently.
+   * `ctx`: the revocation request's context, for the event.
    */
-  async revoke(token: string, client: Client, hint?: string): Promise<void> {
+  async revoke(token: string, client: Client, hint?: string, ctx?: RequestContext): Promise<void> {
     const order = hint === 'access_token' ? ['access', 'refresh'] : ['refresh', 'access'];
     for (const kind of order) {
       if (kind === 'refresh') {
         const row = await this.refreshRow(token);
         if (row && row.client_id === client.client_id) {
           await this.revocation.revokeFamilies([row.family_id]);
-          await this.events.emit('token.revoked', { clientId: client.client_id, tokenType: 'refresh_token', userId: row.user_id });
+          await this.events.emit('token.revoked', { clientId: client.client_id, tokenType: 'refresh_token', userId: row.user_id }, ctx);
           return;
         }
       } else {
         const claims = await this.accessClaims(token);
         if (claims && claims.client_id === client.client_id && typeof claims.jti === 'string') {
           await this.revocation.revokeAccess([{ jti: claims.jti, exp: new Date(Number(claims.exp) * 1000) }]);
-          await this.events.emit('token.revoked', { clientId: client.client_id, tokenType: 'access_token', userId: claims.sub === client.client_id ? undefined : String(claims.sub) });
+          await this.events.emit('token.revoked', { clientId: client.client_id, tokenType: 'access_token', userId: claims.sub === client.client_id ? undefined : String(claims.sub) }, ctx);
           return;
         }
       }

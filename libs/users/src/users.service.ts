@@ -1,7 +1,7 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7 } from '@idp/core';
+import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
 import { User } from './user.entity';
 import { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
 import { dummyHash, hashPassword, verifyPassword } from './password';
@@ -19,7 +19,7 @@ export class UsersService implements UserStore {
 
   constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents) {}
 
-  async create(dto: CreateUserDto, actor?: string): Promise<User> {
+  async create(dto: CreateUserDto, actor?: string, ctx?: RequestContext): Promise<User> {
     const now = new Date();
     const user = this.users.create({
       id: uuidv7(), email: normalizeEmail(dto.email), password_hash: await hashPassword(dto.password),
@@ -32,11 +32,11 @@ export class UsersService implements UserStore {
       if (isUniqueViolation(err)) throw new ConflictException(['email is already registered']);
       throw err;
     }
-    await this.events.emit('user.created', { userId: user.id, actor });
+    await this.events.emit('user.created', { userId: user.id, actor }, ctx);
     return user;
   }
 
-  async update(id: string, dto: UpdateUserDto, actor?: string): Promise<User> {
+  async update(id: string, dto: UpdateUserDto, actor?: string, ctx?: RequestContext): Promise<User> {
     const user = await this.get(id);
     const patch: Partial<User> = { updated_at: new Date() };
     if (dto.email !== undefined) patch.email = normalizeEmail(dto.email);
@@ -52,15 +52,15 @@ export class UsersService implements UserStore {
     }
     const { password_hash: _, ...visible } = patch;
     this.recent.delete(id);
-    await this.events.emit('user.updated', { userId: id, actor });
+    await this.events.emit('user.updated', { userId: id, actor }, ctx);
     return Object.assign(user, visible);
   }
 
-  async remove(id: string, actor?: string): Promise<void> {
+  async remove(id: string, actor?: string, ctx?: RequestContext): Promise<void> {
     const res = await this.users.delete({ id });
     if (!res.affected) throw new NotFoundException([`user ${id} not found`]);
     this.recent.delete(id);
-    await this.events.emit('user.deleted', { userId: id, actor });
+    await this.events.emit('user.deleted', { userId: id, actor }, ctx);
   }
 
   /**

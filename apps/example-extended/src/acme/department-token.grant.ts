@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpEvents, invalidGrant, invalidRequest, invalidTarget, unauthorizedClient } from '@idp/core';
+import { IdpEvents, invalidGrant, invalidRequest, invalidTarget, unauthorizedClient, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { GrantHandler, TokenIssuer, TokenRequest, TokenResponse, grantedScopes, requestedAudience } from '@idp/token';
@@ -30,7 +30,7 @@ export class DepartmentTokenGrant implements GrantHandler {
     private readonly profiles: ProfilesService,
   ) {}
 
-  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+  async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
     // The token endpoint checks this too; a handler that may be called from elsewhere checks it itself.
     if (!client.grant_types.includes(DEPARTMENT_TOKEN_GRANT)) throw unauthorizedClient('the client is not allowed this grant_type');
     if (client.isPublic) throw unauthorizedClient('public clients cannot use the department-token grant');
@@ -50,8 +50,8 @@ export class DepartmentTokenGrant implements GrantHandler {
       client, sub: client.client_id, audience: api.identifier, scope, lifetime: api.token_lifetime,
       grantType: DEPARTMENT_TOKEN_GRANT, extra: { department },
     });
-    // After the token exists (nothing to commit here): audit log, subscribers.
-    await this.events.emit('token.issued', event);
+    // After the token exists (nothing to commit here): audit log, subscribers; with the request's id and address.
+    await this.events.emit('token.issued', event, ctx);
     return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: scope.join(' ') };
   }
 }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, NotFoundException, Param, Put, Query } from '@nestjs/common';
 import { ApiOkResponse, ApiProperty, ApiQuery } from '@nestjs/swagger';
 import { IsBoolean, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
-import { IdpEvents } from '@idp/core';
+import { IdpEvents, CurrentContext, RequestContext } from '@idp/core';
 import { AdminApi } from '@idp/identity';
 import { BearerToken, CurrentToken, RequireScopes } from '@idp/token';
 import { UserStore } from '@idp/users';
@@ -60,12 +60,12 @@ export class ExampleAdminController {
   @Put('profiles/:user_id')
   @RequireScopes('write:employee_profiles')
   @ApiOkResponse({ type: EmployeeProfileView })
-  async setProfile(@Param('user_id') userId: string, @Body() dto: EmployeeProfileDto, @CurrentToken() token: BearerToken): Promise<EmployeeProfileView> {
+  async setProfile(@Param('user_id') userId: string, @Body() dto: EmployeeProfileDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<EmployeeProfileView> {
     const user = userId.length <= 36 ? await this.users.findById(userId) : null;
     if (!user) throw new NotFoundException([`user ${userId} not found`]);
     const profile = await this.profiles.set(userId, { department: dto.department, flagged: dto.flagged ?? false });
     // The built-in audit log and any subscriber see the change (user.updated is audited).
-    await this.events.emit('user.updated', { userId, actor: token.client_id });
+    await this.events.emit('user.updated', { userId, actor: token.client_id }, ctx);
     return { user_id: profile.user_id, department: profile.department, flagged: profile.flagged };
   }
 }

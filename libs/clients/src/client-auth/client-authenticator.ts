@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest, ProtocolRequest } from '@idp/core';
+import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest, ProtocolRequest, RequestContext } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientsService } from '../clients.service';
 import { ClientCredentials } from './client-auth-method';
@@ -51,7 +51,7 @@ export class ClientAuthenticator {
     const failed = async (clientId: string | undefined, method: string | undefined, reason: string, err: OAuthError): Promise<never> => {
       await this.fail(clientId, method, reason, req);
       const locked = await this.lockout.fail(keys);
-      if (locked) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: locked, ip: req.ip });
+      if (locked) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
       throw challenge(err);
     };
 
@@ -73,7 +73,7 @@ export class ClientAuthenticator {
   }
 
   private fail(clientId: string | undefined, method: string | undefined, reason: string, req: ProtocolRequest): Promise<void> {
-    return this.events.emit('client.auth_failed', { clientId, method, reason, ip: req.ip });
+    return this.events.emit('client.auth_failed', { clientId, method, reason, ip: req.ip }, RequestContext.of(req));
   }
 }
 

@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiQuery } from '@nestjs/swagger';
-import { pageRequest } from '@idp/core';
+import { pageRequest, CurrentContext, RequestContext } from '@idp/core';
 import { ApiView, CreateApiDto, ResourcesService, UpdateApiDto } from '@idp/resources';
 import { BearerToken, CurrentToken, RequireScopes } from '@idp/token';
 import { AdminApi } from './admin.decorators';
@@ -14,8 +14,8 @@ export class ApisAdminController {
   @Post()
   @RequireScopes('write:apis')
   @ApiCreatedResponse({ type: ApiView }) @ApiConflictResponse({ description: 'identifier already registered' })
-  async create(@Body() dto: CreateApiDto, @CurrentToken() token: BearerToken): Promise<ApiView> {
-    return ApiView.of(await this.resources.createApi(dto, token.client_id));
+  async create(@Body() dto: CreateApiDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<ApiView> {
+    return ApiView.of(await this.resources.createApi(dto, token.client_id, ctx));
   }
 
   @Get()
@@ -35,15 +35,15 @@ export class ApisAdminController {
   @Patch(':id')
   @RequireScopes('write:apis')
   @ApiOkResponse({ type: ApiView }) @ApiNotFoundResponse()
-  async update(@Param('id') id: string, @Body() dto: UpdateApiDto, @CurrentToken() token: BearerToken): Promise<ApiView> {
-    return ApiView.of(await this.resources.updateApi(id, dto, token.client_id));
+  async update(@Param('id') id: string, @Body() dto: UpdateApiDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<ApiView> {
+    return ApiView.of(await this.resources.updateApi(id, dto, token.client_id, ctx));
   }
 
   @Delete(':id')
   @HttpCode(204)
   @RequireScopes('write:apis')
   @ApiNotFoundResponse() @ApiConflictResponse({ description: 'the admin API cannot be deleted' })
-  remove(@Param('id') id: string, @CurrentToken() token: BearerToken): Promise<void> {
-    return this.resources.removeApi(id, token.client_id);
+  remove(@Param('id') id: string, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<void> {
+    return this.resources.removeApi(id, token.client_id, ctx);
   }
 }

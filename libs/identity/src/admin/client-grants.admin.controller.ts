@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiQuery } from '@nestjs/swagger';
-import { pageRequest } from '@idp/core';
+import { pageRequest, CurrentContext, RequestContext } from '@idp/core';
 import { ClientGrantView, CreateClientGrantDto, ResourcesService } from '@idp/resources';
 import { BearerToken, CurrentToken, RequireScopes } from '@idp/token';
 import { AdminApi } from './admin.decorators';
@@ -14,8 +14,8 @@ export class ClientGrantsAdminController {
   @Post()
   @RequireScopes('write:client_grants')
   @ApiCreatedResponse({ type: ClientGrantView }) @ApiNotFoundResponse({ description: 'unknown client_id or audience' }) @ApiConflictResponse()
-  create(@Body() dto: CreateClientGrantDto, @CurrentToken() token: BearerToken): Promise<ClientGrantView> {
-    return this.resources.createGrant(dto, token.client_id);
+  create(@Body() dto: CreateClientGrantDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<ClientGrantView> {
+    return this.resources.createGrant(dto, token.client_id, ctx);
   }
 
   @Get()
@@ -29,7 +29,7 @@ export class ClientGrantsAdminController {
   @HttpCode(204)
   @RequireScopes('write:client_grants')
   @ApiNotFoundResponse()
-  remove(@Param('id') id: string, @CurrentToken() token: BearerToken): Promise<void> {
-    return this.resources.removeGrant(id, token.client_id);
+  remove(@Param('id') id: string, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<void> {
+    return this.resources.removeGrant(id, token.client_id, ctx);
   }
 }

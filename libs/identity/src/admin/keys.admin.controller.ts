@@ -5,6 +5,7 @@ import { KeysService, SIGNING_ALGS, SigningAlg } from '@idp/keys';
 import { ResourcesService } from '@idp/resources';
 import { BearerToken, CurrentToken, RequireScopes } from '@idp/token';
 import { AdminApi } from './admin.decorators';
+import { CurrentContext, RequestContext } from '@idp/core';
 
 export class RotateKeyDto {
   @ApiPropertyOptional({ enum: SIGNING_ALGS, description: 'defaults to IDP_SIGNING_ALG' })
@@ -40,8 +41,8 @@ export class KeysAdminController {
   @HttpCode(201)
   @RequireScopes('write:keys')
   @ApiOkResponse({ type: KeyViewDto })
-  async rotate(@Body() dto: RotateKeyDto, @CurrentToken() token: BearerToken) {
+  async rotate(@Body() dto: RotateKeyDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined) {
     const retireAfterSeconds = Math.max(await this.resources.maxTokenLifetime(), ID_TOKEN_LIFETIME) + SKEW;
-    return this.keys.rotate({ alg: dto.alg, retireAfterSeconds, actor: token.client_id });
+    return this.keys.rotate({ alg: dto.alg, retireAfterSeconds, actor: token.client_id, ctx });
   }
 }

@@ -4,6 +4,7 @@ import { ConsentService } from '@idp/consent';
 import { UsersService } from '@idp/users';
 import { BearerToken, CurrentToken, RequireScopes, RevocationService } from '@idp/token';
 import { AdminApi } from './admin.decorators';
+import { CurrentContext, RequestContext } from '@idp/core';
 
 export class UserGrantView {
   @ApiProperty() id: string;
@@ -37,8 +38,8 @@ export class UserGrantsAdminController {
   @HttpCode(204)
   @RequireScopes('write:users')
   @ApiNotFoundResponse()
-  async revoke(@Param('user_id') userId: string, @Param('grant_id') grantId: string, @CurrentToken() token: BearerToken): Promise<void> {
-    const consent = await this.consents.revoke(userId, grantId, token.client_id);
+  async revoke(@Param('user_id') userId: string, @Param('grant_id') grantId: string, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<void> {
+    const consent = await this.consents.revoke(userId, grantId, token.client_id, ctx);
     await this.revocation.revokeForUserAndClient(consent.user_id, consent.client_id);
   }
 }

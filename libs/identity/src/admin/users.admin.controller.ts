@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiQuery } from '@nestjs/swagger';
-import { pageRequest } from '@idp/core';
+import { pageRequest, CurrentContext, RequestContext } from '@idp/core';
 import { CreateUserDto, UpdateUserDto, UserView, UsersService } from '@idp/users';
 import { BearerToken, CurrentToken, RequireScopes } from '@idp/token';
 import { AdminApi } from './admin.decorators';
@@ -14,8 +14,8 @@ export class UsersAdminController {
   @Post()
   @RequireScopes('write:users')
   @ApiCreatedResponse({ type: UserView }) @ApiConflictResponse({ description: 'email already registered' })
-  async create(@Body() dto: CreateUserDto, @CurrentToken() token: BearerToken): Promise<UserView> {
-    return UserView.of(await this.users.create(dto, token.client_id));
+  async create(@Body() dto: CreateUserDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<UserView> {
+    return UserView.of(await this.users.create(dto, token.client_id, ctx));
   }
 
   @Get()
@@ -35,15 +35,15 @@ export class UsersAdminController {
   @Patch(':user_id')
   @RequireScopes('write:users')
   @ApiOkResponse({ type: UserView }) @ApiNotFoundResponse() @ApiConflictResponse()
-  async update(@Param('user_id') id: string, @Body() dto: UpdateUserDto, @CurrentToken() token: BearerToken): Promise<UserView> {
-    return UserView.of(await this.users.update(id, dto, token.client_id));
+  async update(@Param('user_id') id: string, @Body() dto: UpdateUserDto, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<UserView> {
+    return UserView.of(await this.users.update(id, dto, token.client_id, ctx));
   }
 
   @Delete(':user_id')
   @HttpCode(204)
   @RequireScopes('write:users')
   @ApiNotFoundResponse()
-  remove(@Param('user_id') id: string, @CurrentToken() token: BearerToken): Promise<void> {
-    return this.users.remove(id, token.client_id);
+  remove(@Param('user_id') id: string, @CurrentToken() token: BearerToken, @CurrentContext() ctx: RequestContext | undefined): Promise<void> {
+    return this.users.remove(id, token.client_id, ctx);
   }
 }

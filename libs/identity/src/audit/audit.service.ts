@@ -40,11 +40,11 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    for (const type of AUDITED_EVENTS) this.bus.on(type, (payload) => this.record(type, payload as unknown as Record<string, unknown>));
+    for (const type of AUDITED_EVENTS) this.bus.on(type, (payload, ctx) => this.record(type, payload as unknown as Record<string, unknown>, ctx));
   }
 
-  async record(type: string, payload: Record<string, unknown>): Promise<void> {
-    const ctx = RequestContext.current();
+  /** Records one event; `ctx` is the request that caused it (its id and address go in the row), when one did. */
+  async record(type: string, payload: Record<string, unknown>, ctx?: RequestContext): Promise<void> {
     const { userId, clientId, actor, ip, ...rest } = payload as { userId?: string; clientId?: string; actor?: string; ip?: string };
     const row: AuditEvent = {
       id: uuidv7(), type, created_at: new Date(),

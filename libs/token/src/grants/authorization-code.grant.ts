@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpEvents, invalidGrant, invalidRequest } from '@idp/core';
+import { IdpEvents, RequestContext, invalidGrant, invalidRequest } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { AuthorizationCode, AuthorizationService, verifyPkce } from '@idp/authorization';
 import { ResourcesService } from '@idp/resources';
@@ -21,12 +21,12 @@ export class AuthorizationCodeGrant implements GrantHandler {
     private readonly events: IdpEvents,
   ) {}
 
-  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+  async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
     if (!req.code) throw invalidRequest('code is required');
     if (!req.redirect_uri) throw invalidRequest('redirect_uri is required');
     const code = await this.authorization.findCode(req.code);
     if (!code) throw invalidGrant('the code is invalid, expired or already used');
-    if (code.used_at) return this.replayed(code);
+    if (code.used_at) return this.replayed(code, ctx);
     // A failed check uses the code up, as a redemption would.
     const refuse = async (description: string, hint?: string): Promise<never> => {
       await this.authorization.burnCode(code.code_hash);
@@ -51,6 +51,7 @@ export class AuthorizationCodeGrant implements GrantHandler {
       return await this.tokens.issue(
         { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
         req,
+        ctx,
         (access) => this.authorization.redemption(code.code_hash, access),
       );
     } catch (err) {
@@ -59,14 +60,14 @@ export class AuthorizationCodeGrant implements GrantHandler {
       // or went meanwhile: the database decided, whatever the first read said.
       const now = await this.authorization.findCode(req.code);
       if (now && !now.used_at) throw invalidGrant('the code is invalid, expired or already used');
-      return this.replayed(now ?? code);
+      return this.replayed(now ?? code, ctx);
     }
   }
 
   /** RFC 6749 §4.1.2: a code used twice is refused, and the tokens issued from it are revoked. */
-  private async replayed(code: AuthorizationCode): Promise<never> {
+  private async replayed(code: AuthorizationCode, ctx: RequestContext | undefined): Promise<never> {
     await this.revocation.revokeForCode(code.code_hash, { jti: code.access_jti, exp: code.access_exp });
-    await this.events.emit('code.replayed', { clientId: code.client_id, userId: code.user_id });
+    await this.events.emit('code.replayed', { clientId: code.client_id, userId: code.user_id }, ctx);
     throw invalidGrant('the code is invalid, expired or already used');
   }
 }

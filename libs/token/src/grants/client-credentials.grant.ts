@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpEvents, invalidRequest, unauthorizedClient } from '@idp/core';
+import { IdpEvents, RequestContext, invalidRequest, unauthorizedClient } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { GrantHandler, TokenRequest, TokenResponse } from '../grant-handler';
@@ -15,7 +15,7 @@ import { grantedScopes, requestedAudience } from '../token-params';
 export class ClientCredentialsGrant implements GrantHandler {
   constructor(private readonly resources: ResourcesService, private readonly issuer: TokenIssuer, private readonly events: IdpEvents) {}
 
-  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+  async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
     if (client.isPublic) throw unauthorizedClient('public clients cannot use client_credentials');
     const audience = requestedAudience(req);
     if (!audience) throw invalidRequest('audience (or resource) is required: name the API the token is for');
@@ -23,7 +23,7 @@ export class ClientCredentialsGrant implements GrantHandler {
     const { token, expiresIn, event } = await this.issuer.accessToken({
       client, sub: client.client_id, audience: api.identifier, scope, lifetime: api.token_lifetime, grantType: 'client_credentials',
     });
-    await this.events.emit('token.issued', event);
+    await this.events.emit('token.issued', event, ctx);
     return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: scope.join(' ') };
   }
 }

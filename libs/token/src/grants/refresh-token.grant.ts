@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { After, DirectSql, DirectTable, IdpEvents, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
+import { After, DirectSql, DirectTable, IdpEvents, RequestContext, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { UserStore } from '@idp/users';
@@ -38,7 +38,7 @@ export class RefreshTokenGrant implements GrantHandler {
     this.rows = DirectSql.of(refreshTokens.manager.connection).table(RefreshToken);
   }
 
-  async handle(req: TokenRequest, client: Client): Promise<TokenResponse> {
+  async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
     if (!req.refresh_token) throw invalidRequest('refresh_token is required');
     const hash = this.issuer.hashRefreshToken(req.refresh_token);
     // Issued by this replica and not looked up since: its row as written (UserTokens), else the database's.
@@ -57,7 +57,7 @@ export class RefreshTokenGrant implements GrantHandler {
 
     const rotate = client.refresh_token_rotation || client.isPublic;
     // Presented again after a rotation: reuse (RFC 9700 §4.14.2), known without signing anything.
-    if (rotate && row.used_at) return this.reused(client, row);
+    if (rotate && row.used_at) return this.reused(client, row, ctx);
 
     const user = await this.users.findById(row.user_id);
     if (!user || user.blocked) {
@@ -77,6 +77,7 @@ export class RefreshTokenGrant implements GrantHandler {
           refreshScopes: row.scopes, noNewRefresh: !rotate,
         },
         req,
+        ctx,
         // With rotation, the conditional UPDATE that uses the presented token up is one atomic
         // write with the new token's INSERT: exactly one of concurrent uses wins it. It also holds
         // the row until the commit, so a revocation under way either committed first (no row
@@ -95,15 +96,15 @@ export class RefreshTokenGrant implements GrantHandler {
       if (!(err instanceof UsedUp)) throw err;
       // Another use won, or a revocation (or the expiry) came first: read the row again to tell which.
       const now = await this.rows.findOne({ token_hash: hash });
-      if (rotate && now?.used_at && !now.revoked_at) return this.reused(client, row);
+      if (rotate && now?.used_at && !now.revoked_at) return this.reused(client, row, ctx);
       throw invalid(); // revoked or expired meanwhile (its family with it), or gone
     }
   }
 
   /** A used refresh token presented again: the whole family is revoked, and the reuse announced. */
-  private async reused(client: Client, row: RefreshToken): Promise<never> {
+  private async reused(client: Client, row: RefreshToken, ctx: RequestContext | undefined): Promise<never> {
     await this.revocation.revokeFamilies([row.family_id]);
-    await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id });
+    await this.events.emit('token.refresh_reused', { clientId: client.client_id, userId: row.user_id, familyId: row.family_id }, ctx);
     throw invalid();
   }
 }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type ObjectLiteral } from 'typeorm';
-import { DirectSql, DirectTable, IdpEvents, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
+import { DirectSql, DirectTable, IdpEvents, RequestContext, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
@@ -82,9 +82,10 @@ export class UserTokens {
    * Signs the tokens, then writes the new refresh token and uses up what they are issued for
    * (`useUp`: the code, or the presented refresh token) atomically (DirectTable.updateThenInsert:
    * one statement on PostgreSQL), and announces the issuance after the commit. Throws UsedUp,
-   * writing nothing, when `useUp` matches no row (another request used it first).
+   * writing nothing, when `useUp` matches no row (another request used it first). `ctx`: the
+   * token request's context, for the event.
    */
-  async issue<X extends ObjectLiteral>(g: UserGrant, req: TokenRequest, useUp?: (access: IssuedAccessToken) => RowUpdate<X>): Promise<TokenResponse> {
+  async issue<X extends ObjectLiteral>(g: UserGrant, req: TokenRequest, ctx: RequestContext | undefined, useUp?: (access: IssuedAccessToken) => RowUpdate<X>): Promise<TokenResponse> {
     const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
@@ -116,7 +117,7 @@ export class UserTokens {
     }
     if (row) this.issuedRefresh.put(row.token_hash!, { ...(row as RefreshToken), scopes: [...row.scopes!] }, row.expires_at!.getTime());
     if (refresh) response.refresh_token = refresh.token;
-    await this.events.emit('token.issued', access.event);
+    await this.events.emit('token.issued', access.event, ctx);
     return response;
   }
 }
