@@ -75,8 +75,10 @@ function runWorker(spec, server) {
     let serverCpu = NaN;
     let from;
     let to;
-    let busy0;
+    let machine0;
     let machineCpu = NaN;
+    let irqCpu = NaN;
+    let stealCpu = NaN;
     let pg0;
     let dbCpu;
     const rss = [];
@@ -90,7 +92,7 @@ function runWorker(spec, server) {
     child.on('message', (m) => {
       if (m.type === 'phase' && m.phase === 'measure') {
         from = Number(process.hrtime.bigint() / 1000n);
-        busy0 = servers.machineBusySeconds();
+        machine0 = servers.machineCpuSeconds();
         if (server.postgres) pg0 = servers.postgresCpuSeconds();
         cpu0 = server.cpu();
         wall0 = performance.now();
@@ -101,13 +103,16 @@ function runWorker(spec, server) {
         to = Number(process.hrtime.bigint() / 1000n);
         const secs = (performance.now() - wall0) / 1000;
         serverCpu = ((server.cpu() - cpu0) / secs) * 100;
-        machineCpu = ((servers.machineBusySeconds() - busy0) / secs) * 100;
+        const machine1 = servers.machineCpuSeconds();
+        machineCpu = ((machine1.busy - machine0.busy) / secs) * 100;
+        irqCpu = ((machine1.irq - machine0.irq) / secs) * 100;
+        stealCpu = ((machine1.steal - machine0.steal) / secs) * 100;
         if (server.postgres) dbCpu = ((servers.postgresCpuSeconds() - pg0) / secs) * 100;
         sample();
       } else if (m.type === 'result') {
         done = true;
         clearInterval(timer);
-        resolve({ ...m, serverCpu, dbCpu, otherCpu: machineCpu - serverCpu - (m.genCpu ?? 0) - (dbCpu ?? 0), window: { from, to }, rssMax: rss.length ? Math.max(...rss) : server.rss(), rssSamples: rss.length });
+        resolve({ ...m, serverCpu, dbCpu, otherCpu: machineCpu - serverCpu - (m.genCpu ?? 0) - (dbCpu ?? 0), irqCpu, stealCpu, window: { from, to }, rssMax: rss.length ? Math.max(...rss) : server.rss(), rssSamples: rss.length });
       } else if (m.type === 'error') {
         done = true;
         clearInterval(timer);
@@ -209,7 +214,7 @@ class Bench {
             mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup,
           }, x.server);
           const fails = r.failures.measured + r.failures.warmup + r.failures.setup;
-          log(`  ${workload.padEnd(18)} ${x.name.padEnd(22)} round ${round}: ${report.f0(r.units / r.seconds).padStart(7)} ${report.UNIT[workload].padEnd(8)} failures ${fails}, verified ${r.verify.checked}/${r.verify.issued}${r.verify.failed ? ` (${r.verify.failed} BAD)` : ''}, CPU ${report.f0(r.serverCpu)} %${r.dbCpu !== undefined ? ` (+ PostgreSQL ${report.f0(r.dbCpu)} %)` : ''}, load gen CPU ${report.f0(r.genCpu)} %, other processes ${report.f0(r.otherCpu)} %`);
+          log(`  ${workload.padEnd(18)} ${x.name.padEnd(22)} round ${round}: ${report.f0(r.units / r.seconds).padStart(7)} ${report.UNIT[workload].padEnd(8)} failures ${fails}, verified ${r.verify.checked}/${r.verify.issued}${r.verify.failed ? ` (${r.verify.failed} BAD)` : ''}, CPU ${report.f0(r.serverCpu)} %${r.dbCpu !== undefined ? ` (+ PostgreSQL ${report.f0(r.dbCpu)} %)` : ''}, load gen CPU ${report.f0(r.genCpu)} %, other processes ${report.f0(Math.max(0, r.otherCpu))} %, irq ${report.f0(r.irqCpu)} %, steal ${report.f0(r.stealCpu)} %`);
           runs.push({ workload, target: x.name, round, ...r });
         }
       }
@@ -330,7 +335,7 @@ async function compare(b) {
     '',
     report.markdownTable(tbl),
     '',
-    `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; CPU ms / unit: that CPU time per unit (when every core is busy, two servers' rates can differ by no more than the inverse ratio of these); load gen: the load generator process; others: the rest of the machine (the worst round), which should be near 0 for a clean run. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
+    `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; CPU ms / unit: that CPU time per unit (when every core is busy, two servers' rates can differ by no more than the inverse ratio of these); load gen: the load generator process; others: the machine's other processes (the worst round), which should be near 0 for a clean run; irq: the kernel's interrupt handling, which no process is charged for (mostly the loopback network, so it grows with the request rate; the mean of the rounds); steal: CPU time the hypervisor gave to other guests (the worst round); above a few % the rates are noisy (a round can lose a third of its CPU), so compare the rounds' ratios and CPU ms / unit, which A B A B alternation keeps fair. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
     ...(abLines.length ? ['', ...abLines] : []),
     '',

@@ -52,6 +52,8 @@ function summarize(workload, target, runs) {
     dbCpuPct: runs[0]?.dbCpu === undefined ? undefined : runs.reduce((a, r) => a + (r.dbCpu ?? 0), 0) / runs.length,
     genCpuPct: runs.reduce((a, r) => a + (r.genCpu ?? 0), 0) / runs.length,
     otherCpuPct: Math.max(0, ...runs.map((r) => r.otherCpu ?? 0)),
+    irqCpuPct: runs.reduce((a, r) => a + (r.irqCpu ?? 0), 0) / runs.length,
+    stealCpuPct: Math.max(0, ...runs.map((r) => r.stealCpu ?? 0)),
     verify,
   };
   summary.cpuMsPerUnit = cpuMsPerUnit(summary);
@@ -76,9 +78,9 @@ function cpuMsPerUnit(s) {
  * (e.g. ours / oidc-provider).
  */
 function table(summaries, compare, compareTitle) {
-  const head = ['workload', 'server', 'rate', 'p50 ms', 'p99 ms', 'failures', 'RSS MiB', 'CPU %', 'CPU ms / unit', 'load gen CPU %', 'others CPU %', compareTitle];
+  const head = ['workload', 'server', 'rate', 'p50 ms', 'p99 ms', 'failures', 'RSS MiB', 'CPU %', 'CPU ms / unit', 'load gen CPU %', 'others CPU %', 'irq %', 'steal %', compareTitle];
   const rows = summaries.map((s) => [
-    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, f2(s.cpuMsPerUnit), f0(s.genCpuPct), f0(s.otherCpuPct),
+    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, f2(s.cpuMsPerUnit), f0(s.genCpuPct), f0(s.otherCpuPct), f0(s.irqCpuPct), f0(s.stealCpuPct),
     compare(s, summaries) ?? '',
   ]);
   return { head, rows };
