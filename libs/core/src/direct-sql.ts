@@ -424,12 +424,22 @@ class SqliteExecutor implements Executor {
     return s;
   }
 
+  /** A statement's rows, run at once (the caller has the gate's leave). */
+  private allNow(sql: Sql, params: unknown[]): Record<string, unknown>[] {
+    return this.stmt(sql).all(...params.map(sqliteValue));
+  }
+
+  /** A statement's count of changed rows, run at once (the caller has the gate's leave). */
+  private runNow(sql: Sql, params: unknown[]): number {
+    return this.stmt(sql).run(...params.map(sqliteValue)).changes;
+  }
+
   all(sql: Sql, params: unknown[]): Promise<Record<string, unknown>[]> {
-    return this.gate.statement(() => this.stmt(sql).all(...params.map(sqliteValue)));
+    return this.gate.statement(() => this.allNow(sql, params));
   }
 
   run(sql: Sql, params: unknown[]): Promise<number> {
-    return this.gate.statement(() => this.stmt(sql).run(...params.map(sqliteValue)).changes);
+    return this.gate.statement(() => this.runNow(sql, params));
   }
 
   transaction<T>(fn: (tx: DirectTx) => Promise<T>): Promise<T> {
@@ -440,8 +450,8 @@ class SqliteExecutor implements Executor {
       try {
         const result = await fn({
           kind: 'tx',
-          all: async (s, p) => own(() => this.stmt(s).all(...p.map(sqliteValue))),
-          run: async (s, p) => own(() => this.stmt(s).run(...p.map(sqliteValue)).changes),
+          all: async (s, p) => own(() => this.allNow(s, p)),
+          run: async (s, p) => own(() => this.runNow(s, p)),
         });
         this.db.exec('COMMIT');
         return result;

@@ -75,9 +75,9 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
   /** A shortcut's answer, or Express's when it leaves the request (begun here: one log line, counted once). */
   async function tryShortcut(shortcut: ProtocolShortcut, req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
     const ip = addressOf(req);
-    const ctx = beginRequest(opts.logger, req, res, path, ip);
+    beginRequest(opts.logger, req, res, path, ip);
     const retryAfter = opts.limiter?.hit(path, ip);
-    handOver(req, ctx, retryAfter);
+    handOver(req, retryAfter);
     // Over the limit: Express answers 429 in the route's format.
     if (retryAfter !== undefined) return express(req, res);
     setSecurityHeaders(res, hsts);
