@@ -6,7 +6,7 @@ import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
 import type { Type, DynamicModule } from '@nestjs/common';
-import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, RequestContext, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
+import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
 import { RateLimiter, rateLimit } from './rate-limit';
 import { inputProblem } from './http-input';
