@@ -3,8 +3,8 @@
 // oidc-provider and a bare node:http + jose ceiling, same load generator, workloads alternated
 // A B A B. `npm run bench -- --scale`: our server on an empty database against the same on a
 // seeded one. `npm run bench -- --profile`: CPU profiles of our server. See bench/README.md.
-const { spawn, execSync } = require('node:child_process');
-const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync } = require('node:fs');
+const { spawn, execSync, execFile } = require('node:child_process');
+const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, existsSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
@@ -38,6 +38,10 @@ function options() {
     databaseUrl: value('database-url', 'BENCH_DATABASE_URL', ''),
     scale: flag('scale'),
     profile: flag('profile'),
+    // --alloc: what our server allocates a unit, and its GCs (V8's sampling heap profiler).
+    alloc: flag('alloc'),
+    // --instructions: instructions our server executes a unit, under valgrind's callgrind.
+    instructions: flag('instructions'),
     build: !flag('no-build'),
     // Another checkout of the server (e.g. a baseline commit): its dist/ is built and run instead.
     serverDir: require('node:path').resolve(value('server-dir', 'BENCH_SERVER_DIR', servers.ROOT)),
@@ -65,7 +69,8 @@ function options() {
 const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
 
 /** Forks the load generator; samples the server's CPU and RSS over the measured window. */
-function runWorker(spec, server) {
+/** `hooks.measure()` / `hooks.end()`: called as the measured window opens and closes. */
+function runWorker(spec, server, hooks = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(...servers.command([join(__dirname, 'load.js')]), { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let done = false;
@@ -98,9 +103,11 @@ function runWorker(spec, server) {
         wall0 = performance.now();
         sample();
         timer = setInterval(sample, 250);
+        hooks.measure?.();
       } else if (m.type === 'phase' && m.phase === 'end') {
         clearInterval(timer);
         to = Number(process.hrtime.bigint() / 1000n);
+        hooks.end?.();
         const secs = (performance.now() - wall0) / 1000;
         serverCpu = ((server.cpu() - cpu0) / secs) * 100;
         const machine1 = servers.machineCpuSeconds();
@@ -157,7 +164,7 @@ class Bench {
   async startOurs(name, databaseUrl, extra = {}) {
     const admin = extra.admin ?? { id: 'bench-admin', secret: servers.randomSecret(40) };
     const secretKey = extra.secretKey ?? servers.randomSecret(48);
-    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, extraEnv: extra.env, serverDir: extra.serverDir ?? this.o.serverDir, port: extra.port });
+    const s = await servers.ours({ name, databaseUrl, logFile: join(this.tmp, `${name}.log`), secretKey, admin, nodeArgs: extra.nodeArgs, extraEnv: extra.env, wrap: extra.wrap, serverDir: extra.serverDir ?? this.o.serverDir, port: extra.port });
     this.procs.push(s);
     s.admin = admin;
     s.secretKey = secretKey;
@@ -438,44 +445,90 @@ async function scale(b) {
   write(o.out || 'scale', { kind: 'scale', date: new Date().toISOString(), command: cmd, machine: m, options: o, summaries: sums, runs }, md);
 }
 
-/** One server per workload under --cpu-prof; self time by function and by file/package. */
+/**
+ * One server of ours per workload, measured from inside:
+ * - --profile: under --cpu-prof, self time by function and by file/package;
+ * - --alloc: with bench/lib/alloc-probe.js, bytes allocated a unit by function, and the GCs;
+ * - --instructions: under valgrind's callgrind, instructions executed a unit (main thread by kind
+ *   and function, the pool, V8's helpers), which steal and other processes do not change.
+ * The measured window is the load generator's (warm-up excluded).
+ */
 async function profile(b) {
   const o = b.o;
-  const { analyze } = require('./lib/profile');
+  const mode = o.instructions ? 'instructions' : o.alloc ? 'alloc' : 'cpu';
+  const M = {
+    cpu: { title: 'CPU profile', file: 'profile', label: 'profiled', under: 'under the profiler', defaults: ['client_credentials', 'code'] },
+    alloc: { title: 'Allocations', file: 'alloc', label: 'allocations sampled', under: 'while sampling allocations', defaults: ['client_credentials', 'code', 'refresh'] },
+    instructions: { title: 'Instructions', file: 'instructions', label: 'under callgrind', under: 'under callgrind', defaults: ['client_credentials', 'code', 'refresh'] },
+  }[mode];
   const dir = join(__dirname, 'results', 'profiles');
   mkdirSync(dir, { recursive: true });
-  const workloads = o.workloads.length === ALL.length ? ['client_credentials', 'code'] : o.workloads;
-  const parts = [`# CPU profile of our server (${o.databaseUrl && !o.scale ? 'PostgreSQL' : 'SQLite'}${o.scale ? ', seeded database' : ''})`, '', `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${commandLine()}\` · ${o.duration} s after ${o.warmup} s warm-up, ${o.concurrency} concurrent`];
+  const workloads = o.workloads.length === ALL.length ? M.defaults : o.workloads;
+  const parts = [`# ${M.title} of our server (${o.databaseUrl && !o.scale ? 'PostgreSQL' : 'SQLite'}${o.scale ? ', seeded database' : ''})`, '', `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC · \`${commandLine()}\` · ${o.duration} s after ${o.warmup} s warm-up, ${o.concurrency} concurrent${o.serverDir === servers.ROOT ? '' : ` · the server of ${o.serverDir} (${report.machine(o.serverDir).commit})`}`];
   for (const workload of workloads) {
     const profDir = join(b.tmp, `prof-${workload}`);
+    mkdirSync(profDir, { recursive: true });
+    const allocFile = join(profDir, 'alloc.json');
+    const cgOut = join(profDir, 'callgrind.out');
     // On PostgreSQL when BENCH_DATABASE_URL is set (not with --scale, which seeds SQLite here).
     const onPg = !!o.databaseUrl && !o.scale;
     const url = onPg ? (await b.pgSchema(`prof_${workload}`)).url : `sqlite:${join(b.tmp, `prof-${workload}.sqlite`)}`;
-    const prof = { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] };
-    let s = await b.startOurs(`ours (${onPg ? 'PostgreSQL' : 'SQLite'}, profiled)`, url, o.scale ? {} : prof);
+    const prof = {
+      cpu: { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] },
+      alloc: { nodeArgs: ['--require', join(__dirname, 'lib', 'alloc-probe.js')], env: { BENCH_ALLOC_OUT: allocFile } },
+      // Instrumentation off until the measured window (start-up and warm-up run at valgrind's
+      // uninstrumented speed); one dump file a thread. --smc-check: V8 writes code on the heap.
+      instructions: { wrap: ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${cgOut}.%p`, '--smc-check=all-non-file', '--quiet'] },
+    }[mode];
+    let s = await b.startOurs(`ours (${onPg ? 'PostgreSQL' : 'SQLite'}, ${M.label})`, url, o.scale ? {} : prof);
     const t = await setupOurs(s.issuer, s.admin);
     if (o.scale) {
       // --profile --scale: the same on the seeded database.
       await b.stop(s);
       await require('./seed').seedSqlite(url.slice('sqlite:'.length), o.seed, s.secretKey);
-      s = await b.startOurs(`ours (SQLite seeded, profiled)`, url, { ...prof, admin: s.admin, secretKey: s.secretKey, port: s.port });
+      s = await b.startOurs(`ours (SQLite seeded, ${M.label})`, url, { ...prof, admin: s.admin, secretKey: s.secretKey, port: s.port });
     }
     const x = await b.target(s, t);
-    const r = await runWorker({ mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup }, s);
-    log(`  ${workload}: ${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} under the profiler, failures ${r.failures.measured + r.failures.warmup + r.failures.setup}`);
+    const pending = [];
+    // With the server's environment: valgrind names its control pipes after USER and HOSTNAME as it saw them.
+    const callgrind = (...args) => pending.push(new Promise((res, rej) => execFile('callgrind_control', [...args, String(s.pid)], { env: s.env }, (err) => (err ? rej(err) : res()))));
+    const hooks = {
+      cpu: {},
+      alloc: { measure: () => process.kill(s.pid, 'SIGUSR2'), end: () => process.kill(s.pid, 'SIGUSR2') },
+      instructions: { measure: () => callgrind('--instr=on'), end: () => callgrind('--dump') },
+    }[mode];
+    const r = await runWorker({ mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup }, s, hooks);
+    await Promise.all(pending);
+    log(`  ${workload}: ${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} ${M.under}, failures ${r.failures.measured + r.failures.warmup + r.failures.setup}`);
+    if (mode === 'alloc') for (let i = 0; i < 100 && !existsSync(allocFile); i++) await new Promise((res) => setTimeout(res, 100));
     await b.stop(s);
-    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
-    const a = analyze(join(profDir, file), r.window);
-    const md = a.markdown(`${workload} (${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} under the profiler)`);
+    const base = `${workload}${o.scale ? '-seeded' : ''}`;
+    const title = `${workload} (${report.f0(r.units / r.seconds)} ${report.UNIT[workload]} ${M.under})`;
+    let md;
+    // The units finished within the measured window (a few may finish just after it closed).
+    if (mode === 'alloc') {
+      md = require('./lib/alloc').analyze(allocFile, r.units).markdown(title);
+      execSync(`cp ${JSON.stringify(allocFile)} ${JSON.stringify(join(dir, `${base}.alloc.json`))}`);
+    } else if (mode === 'instructions') {
+      // The dump of the window: callgrind.out.<pid>.1-<thread> (the final dump at exit is part 2).
+      const dumps = readdirSync(profDir).filter((f) => f.startsWith('callgrind.out.') && /\.1-\d+$/.test(f)).map((f) => join(profDir, f));
+      if (!dumps.length) throw new Error(`no callgrind dump in ${profDir}`);
+      const a = require('./lib/instructions').analyze(r.units, dumps);
+      md = a.markdown(title);
+      writeFileSync(join(dir, `${base}.instructions.json`), `${JSON.stringify({ units: a.units, main: a.main, pool: a.pool, helpers: a.helpers, total: a.total, kinds: a.kinds, functions: a.functions })}\n`);
+    } else {
+      const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+      if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
+      md = require('./lib/profile').analyze(join(profDir, file), r.window).markdown(title);
+      execSync(`cp ${JSON.stringify(join(profDir, file))} ${JSON.stringify(join(dir, `${base}.cpuprofile`))}`);
+      writeFileSync(join(dir, `${base}.window.json`), `${JSON.stringify(r.window)}\n`);
+    }
     log(`\n${md}\n`);
     parts.push('', md);
-    const base = `${workload}${o.scale ? '-seeded' : ''}`;
-    execSync(`cp ${JSON.stringify(join(profDir, file))} ${JSON.stringify(join(dir, `${base}.cpuprofile`))}`);
-    writeFileSync(join(dir, `${base}.window.json`), `${JSON.stringify(r.window)}\n`);
   }
-  writeFileSync(join(__dirname, 'results', o.scale ? 'profile-scale.md' : 'profile.md'), `${parts.join('\n')}\n`);
-  log(`wrote bench/results/${o.scale ? 'profile-scale.md' : 'profile.md'} (profiles in bench/results/profiles/, open them in Chrome DevTools)`);
+  const name = `${M.file}${o.scale ? '-scale' : ''}${o.out ? `-${o.out}` : ''}.md`;
+  writeFileSync(join(__dirname, 'results', name), `${parts.join('\n')}\n`);
+  log(`wrote bench/results/${name}${mode === 'cpu' ? ' (profiles in bench/results/profiles/, open them in Chrome DevTools)' : ''}`);
 }
 
 async function main() {
@@ -495,7 +548,7 @@ async function main() {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    if (o.profile) await profile(b); // with --scale: on a seeded database
+    if (o.profile || o.alloc || o.instructions) await profile(b); // with --scale: on a seeded database
     else if (o.scale) await scale(b);
     else await compare(b);
   } finally {

@@ -84,7 +84,7 @@ function analyze(file, window) {
   };
 }
 
-module.exports = { analyze };
+module.exports = { analyze, where, ours };
 
 if (require.main === module) {
   // The measured window, when bench/run.js --profile saved it beside the profile.

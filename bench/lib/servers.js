@@ -104,22 +104,23 @@ function setNice(value) {
   }
 }
 
-/** [command, args] to run `node …args`, under nice when set. */
-function command(args) {
-  return nice === undefined ? [process.execPath, args] : ['nice', ['-n', String(nice), process.execPath, ...args]];
+/** [command, args] to run `node …args`, under nice when set, and under `wrap` (e.g. valgrind and its options) when given. */
+function command(args, wrap = []) {
+  const run = [...wrap, process.execPath, ...args];
+  return nice === undefined ? [run[0], run.slice(1)] : ['nice', ['-n', String(nice), ...run]];
 }
 
 /**
  * A server child process. `kind`: 'ours' | 'oidc-provider' | 'ceiling'. Output goes to `logFile`.
  */
 class ServerProcess {
-  constructor({ name, kind, args, env, readyUrl, logFile, cwd = ROOT }) {
-    Object.assign(this, { name, kind, args, env, readyUrl, logFile, cwd });
+  constructor({ name, kind, args, env, readyUrl, logFile, cwd = ROOT, wrap = [] }) {
+    Object.assign(this, { name, kind, args, env, readyUrl, logFile, cwd, wrap });
   }
 
   async start() {
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    this.proc = spawn(...command(this.args), { cwd: this.cwd, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(...command(this.args, this.wrap), { cwd: this.cwd, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout.pipe(log);
     this.proc.stderr.pipe(log);
     this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
@@ -213,7 +214,7 @@ function variantB() {
 }
 
 /** Our server as `npm start` runs it (its node flags, dist/apps/idp/src/main.js), production mode, rate limits off. */
-async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort }) {
+async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [], extraEnv = {}, serverDir = ROOT, port: fixedPort, wrap }) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
   const env = {
@@ -224,7 +225,7 @@ async function ours({ name, databaseUrl, logFile, secretKey, admin, nodeArgs = [
     ...oursEnv(),
     ...extraEnv,
   };
-  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...startNodeArgs(serverDir), ...oursNodeArgs(), 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir });
+  const s = new ServerProcess({ name, kind: 'ours', args: [...nodeArgs, ...startNodeArgs(serverDir), ...oursNodeArgs(), 'dist/apps/idp/src/main.js'], env, readyUrl: `${issuer}/health/ready`, logFile, cwd: serverDir, wrap });
   s.issuer = issuer;
   s.port = port;
   return s.start();
