@@ -11,6 +11,10 @@ const { PerformanceObserver, constants } = require('node:perf_hooks');
 
 const out = process.env.BENCH_ALLOC_OUT;
 const interval = Number(process.env.BENCH_ALLOC_INTERVAL ?? 4096);
+// BENCH_ALLOC_KEPT=1: only what is still on the heap when measuring stops (collected objects
+// dropped): what the window allocated that outlived scavenges, promoted garbage included until a
+// full GC collects it.
+const kept = process.env.BENCH_ALLOC_KEPT === '1';
 const KINDS = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
   [constants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
@@ -36,7 +40,7 @@ process.on('SIGUSR2', () => {
       }
     });
     observer.observe({ entryTypes: ['gc'] });
-    session.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    session.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: !kept, includeObjectsCollectedByMinorGC: !kept });
     return;
   }
   const s = session;
@@ -44,7 +48,7 @@ process.on('SIGUSR2', () => {
   s.post('HeapProfiler.stopSampling', (err, r) => {
     observer.disconnect();
     s.disconnect();
-    const body = err ? { error: String(err.message ?? err) } : { interval, profile: r.profile, gc };
+    const body = err ? { error: String(err.message ?? err) } : { interval, kept, profile: r.profile, gc };
     writeFileSync(`${out}.tmp`, JSON.stringify(body));
     renameSync(`${out}.tmp`, out);
   });

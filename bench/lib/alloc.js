@@ -7,7 +7,7 @@ const { readFileSync } = require('node:fs');
 const { where, ours } = require('./profile');
 
 function analyze(file, units) {
-  const { profile, gc, interval, error } = JSON.parse(readFileSync(file, 'utf8'));
+  const { profile, gc, interval, kept, error } = JSON.parse(readFileSync(file, 'utf8'));
   if (error) throw new Error(`${file}: ${error}`);
   const fns = new Map();
   const files = new Map();
@@ -38,13 +38,16 @@ function analyze(file, units) {
   const top = (m, k) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, bytes]) => ({ name, perUnit: bytes / units, pct: (100 * bytes) / total }));
   const gcTotal = Object.values(gc).reduce((a, g) => ({ count: a.count + g.count, ms: a.ms + g.ms }), { count: 0, ms: 0 });
   return {
-    units, interval, bytesPerUnit: total / units, gc, gcMsPer1000: (1000 * gcTotal.ms) / units,
+    units, interval, kept, bytesPerUnit: total / units, gc, gcMsPer1000: (1000 * gcTotal.ms) / units,
     functions: top(fns, 30), files: top(files, 20), ours: top(incl, 25),
     markdown(title, nf = 25, nfile = 15) {
       const kb = (b) => (b / 1024).toFixed(1);
       const lines = [
         `## ${title}`, '',
-        `Allocated in the measured window: **${kb(this.bytesPerUnit)} KiB a unit** (${units.toLocaleString('en-US')} units; V8's sampling heap profiler, a sample every ${interval} bytes on average, collected objects kept). GCs in the same window:`, '',
+        kept
+          ? `Allocated in the measured window and still on the heap at its end (BENCH_ALLOC_KEPT=1: what outlived the scavenges, promoted garbage included until a full GC): **${kb(this.bytesPerUnit)} KiB a unit** (${units.toLocaleString('en-US')} units; V8's sampling heap profiler, a sample every ${interval} bytes on average). GCs in the same window:`
+          : `Allocated in the measured window: **${kb(this.bytesPerUnit)} KiB a unit** (${units.toLocaleString('en-US')} units; V8's sampling heap profiler, a sample every ${interval} bytes on average, collected objects kept). GCs in the same window:`,
+        '',
         '| GC | count | per 1,000 units | ms per 1,000 units | longest ms |', '|---|---:|---:|---:|---:|',
         ...Object.entries(gc).sort((a, b) => b[1].ms - a[1].ms).map(([k, g]) => `| ${k} | ${g.count} | ${((1000 * g.count) / units).toFixed(1)} | ${((1000 * g.ms) / units).toFixed(1)} | ${g.maxMs.toFixed(1)} |`),
         '', 'Bytes allocated by the function itself (self), a unit:', '',
