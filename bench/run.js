@@ -78,8 +78,10 @@ function options() {
 
 const log = (...a) => process.stderr.write(`${a.join(' ')}\n`);
 
-/** Forks the load generator; samples the server's CPU and RSS over the measured window. */
-/** `hooks.measure()` / `hooks.end()`: called as the measured window opens and closes. */
+/**
+ * Forks the load generator; samples the server's CPU and RSS over the measured window.
+ * `hooks.measure()` / `hooks.end()`: called as the measured window opens and closes.
+ */
 function runWorker(spec, server, hooks = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(...servers.command([join(__dirname, 'load.js')]), { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -242,10 +244,11 @@ class Bench {
               mode: 'run', workload, target: x.t, sessions: x.sessions, concurrency: o.concurrency, duration: o.duration, warmup: o.warmup,
             }, x.server);
             if (o.maxSteal === undefined || !(r.stealCpu > o.maxSteal) || stolen.length >= o.stealRetries) break;
-            // Discarded (its units' tokens were verified all the same; a failure still counts).
+            // A measurement with a failure is kept, whatever its steal: failures are never dropped.
+            if (r.failures.measured + r.failures.warmup + r.failures.setup || r.verify.failed) break;
+            // Discarded (its tokens were verified all the same).
             stolen.push(Math.round(r.stealCpu));
             log(`  ${workload.padEnd(18)} ${x.name.padEnd(22)} round ${round}: steal ${report.f0(r.stealCpu)} % > ${o.maxSteal} %, measuring again`);
-            if (r.failures.measured + r.failures.warmup + r.failures.setup || r.verify.failed) break;
           }
           r.stolen = stolen;
           const fails = r.failures.measured + r.failures.warmup + r.failures.setup;

@@ -39,11 +39,6 @@ function machineCpuSeconds() {
   return { busy: (f[0] + f[1] + f[2]) / CLK_TCK, irq: (f[5] + f[6]) / CLK_TCK, steal: (f[7] ?? 0) / CLK_TCK };
 }
 
-/** CPU seconds the machine's processes spent busy (all cores). */
-function machineBusySeconds() {
-  return machineCpuSeconds().busy;
-}
-
 /**
  * CPU seconds of every `postgres` process on the machine (the database server's share of a
  * PostgreSQL run), with the CPU of the backends that have exited: the postmaster reaps them, so
@@ -251,4 +246,4 @@ async function ceiling({ name, logFile, audience }) {
   return s.start();
 }
 
-module.exports = { variantB, setNice, command, ROOT, freePort, cpuSeconds, machineCpuSeconds, machineBusySeconds, postgresCpuSeconds, rssMiB, ServerProcess, ours, oidcProvider, ceiling, randomSecret };
+module.exports = { variantB, setNice, command, ROOT, freePort, cpuSeconds, machineCpuSeconds, postgresCpuSeconds, rssMiB, ServerProcess, ours, oidcProvider, ceiling, randomSecret };
