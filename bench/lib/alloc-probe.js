@@ -3,7 +3,7 @@
 // starts V8's sampling heap profiler (every allocation of about `BENCH_ALLOC_INTERVAL` bytes is
 // sampled with its stack, and kept even when a scavenge or a full GC collects the object, so
 // the profile is what was allocated, not what survived) and counts the GCs; the second stops
-// both and writes { profile, gc } as JSON to BENCH_ALLOC_OUT. Measuring starts and stops with
+// both and writes { interval, kept, profile, gc } as JSON to BENCH_ALLOC_OUT. Measuring starts and stops with
 // the load generator's measured window.
 const inspector = require('node:inspector');
 const { writeFileSync, renameSync } = require('node:fs');

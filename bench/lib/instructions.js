@@ -49,15 +49,15 @@ function parse(file) {
 
 /** What a function of the node binary (or another object) is, for the summary by kind. */
 function kind(name) {
-  if (/^0x[0-9a-f]+ \[\?\?\?\]$/i.test(name) || /^0x[0-9a-f]+$/i.test(name)) return 'JavaScript (JIT-compiled code, and V8 stubs)';
+  if (/^0x[0-9a-f]+( \[\?\?\?\])?$/i.test(name)) return 'JavaScript (JIT-compiled code, and V8 stubs)';
   if (/Scaveng|MarkCompact|Marking|Sweep|Heap::|Evacuat|Compactor|GCTracer|MemoryAllocator|ConcurrentMarking|RememberedSet|SlotSet|GlobalHandles|OldToNew|MemoryChunk|Page::|NewSpace|PagedSpace|LargeObjectSpace/.test(name)) return 'V8 GC';
   if (/^Builtins_/.test(name)) return 'V8 builtins (JSON, strings, promises, calls…)';
   if (/^sqlite3|^better_sqlite3|Statement::|Database::|^pcache|^btree|^sqlite/i.test(name)) return 'SQLite';
-  if (/^(EVP_|evp_|BN_|bn_|RSA|rsa|ossl_|OSSL_|sha256|sha512|SHA|CRYPTO_|OPENSSL_|ERR_|HMAC|hmac|ecp_|EC_|ASN1|asn1|x25519|aes|AES|md5|MD5|OBJ_|CONF_|BIO_|PKCS|EVP|RAND_|rand_|drbg|ctr_drbg|OPENSSL)/.test(name)) return 'OpenSSL';
+  if (/^(EVP|evp_|BN_|bn_|RSA|rsa|ossl_|OSSL_|sha256|sha512|SHA|CRYPTO_|OPENSSL|ERR_|HMAC|hmac|ecp_|EC_|ASN1|asn1|x25519|aes|AES|md5|MD5|OBJ_|CONF_|BIO_|PKCS|RAND_|rand_|drbg|ctr_drbg)/.test(name)) return 'OpenSSL';
   if (/^(uv_|uv__)/.test(name)) return 'libuv';
   if (/^llhttp|^node::http_parser|HTTPParser/.test(name)) return 'HTTP parser';
   if (/^v8::internal::(Compiler|compiler|maglev|baseline|interpreter|Parser|Scanner|PreParser|Bytecode)|Turbofan|Maglev/.test(name)) return 'V8 compilers';
-  if (/^v8::internal::Runtime_|^v8::internal::/.test(name)) return 'V8 runtime (other)';
+  if (/^v8::internal::/.test(name)) return 'V8 runtime (other)';
   if (/^node::|^v8::/.test(name)) return 'Node.js bindings and V8 API';
   if (/^(__|mem|str|malloc|free|_int_|cfree|calloc|realloc|pthread|epoll|__libc|writev|read|write|open|close|clock_gettime)/.test(name)) return 'libc';
   return 'other native';
