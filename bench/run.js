@@ -87,9 +87,11 @@ function runWorker(spec, server, hooks = {}) {
     const child = spawn(...servers.command([join(__dirname, 'load.js')]), { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let done = false;
     let cpu0;
+    let mainCpu0;
     let wall0;
     let timer;
     let serverCpu = NaN;
+    let serverMainCpu = NaN;
     let from;
     let to;
     let machine0;
@@ -112,6 +114,7 @@ function runWorker(spec, server, hooks = {}) {
         machine0 = servers.machineCpuSeconds();
         if (server.postgres) pg0 = servers.postgresCpuSeconds();
         cpu0 = server.cpu();
+        mainCpu0 = server.mainCpu();
         wall0 = performance.now();
         sample();
         timer = setInterval(sample, 250);
@@ -122,6 +125,7 @@ function runWorker(spec, server, hooks = {}) {
         hooks.end?.();
         const secs = (performance.now() - wall0) / 1000;
         serverCpu = ((server.cpu() - cpu0) / secs) * 100;
+        serverMainCpu = ((server.mainCpu() - mainCpu0) / secs) * 100;
         const machine1 = servers.machineCpuSeconds();
         machineCpu = ((machine1.busy - machine0.busy) / secs) * 100;
         irqCpu = ((machine1.irq - machine0.irq) / secs) * 100;
@@ -131,7 +135,7 @@ function runWorker(spec, server, hooks = {}) {
       } else if (m.type === 'result') {
         done = true;
         clearInterval(timer);
-        resolve({ ...m, serverCpu, dbCpu, otherCpu: machineCpu - serverCpu - (m.genCpu ?? 0) - (dbCpu ?? 0), irqCpu, stealCpu, window: { from, to }, rssMax: rss.length ? Math.max(...rss) : server.rss(), rssSamples: rss.length });
+        resolve({ ...m, serverCpu, serverMainCpu, dbCpu, otherCpu: machineCpu - serverCpu - (m.genCpu ?? 0) - (dbCpu ?? 0), irqCpu, stealCpu, window: { from, to }, rssMax: rss.length ? Math.max(...rss) : server.rss(), rssSamples: rss.length });
       } else if (m.type === 'error') {
         done = true;
         clearInterval(timer);
@@ -380,7 +384,7 @@ async function compare(b) {
     '',
     report.markdownTable(tbl),
     '',
-    `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; CPU ms / unit: that CPU time per unit (when every core is busy, two servers' rates can differ by no more than the inverse ratio of these); load gen: the load generator process; others: the machine's other processes (the worst round), which should be near 0 for a clean run; irq: the kernel's interrupt handling, which no process is charged for (mostly the loopback network, so it grows with the request rate; the mean of the rounds); steal: CPU time the hypervisor gave to other guests (the worst round); above a few % the rates are noisy (a round can lose a third of its CPU), so compare the rounds' ratios and CPU ms / unit, which A B A B alternation keeps fair. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
+    `Rate: completed units per second (a code flow = /authorize + token request; a login = /authorize + login page + POST /login + redirect back). p50/p99: latency of one unit. Failures: every unit whose status or body was wrong (setup and warm-up included). RSS: peak during the measured window. CPU: server process, % of one core (the machine has ${m.cores}), plus, on PostgreSQL, every postgres process of the machine; CPU ms / unit: that CPU time per unit (when every core is busy, two servers' rates can differ by no more than the inverse ratio of these), and in brackets the server's main thread's part of it (the event loop's thread; the rest is libuv's thread pool, where both servers sign, and V8's helper threads); load gen: the load generator process; others: the machine's other processes (the worst round), which should be near 0 for a clean run; irq: the kernel's interrupt handling, which no process is charged for (mostly the loopback network, so it grows with the request rate; the mean of the rounds); steal: CPU time the hypervisor gave to other guests (the worst round); above a few % the rates are noisy (a round can lose a third of its CPU), so compare the rounds' ratios and CPU ms / unit, which A B A B alternation keeps fair. Tokens verified against the JWKS: ${v.checked.toLocaleString('en-US')} of ${v.issued.toLocaleString('en-US')} issued, ${v.failed} failed.`,
     ...(notes.length ? ['', 'Failures:', ...notes] : []),
     ...(o.maxSteal !== undefined ? ['', stealLine(runs, o)] : []),
     ...(abLines.length ? ['', ...abLines] : []),

@@ -88,3 +88,26 @@ describe('bench/lib/alloc (sampling heap profiles)', () => {
     expect(a.markdown('t')).toContain('**2.0 KiB a unit**');
   });
 });
+
+describe('bench/lib/report (the main thread beside the whole server)', () => {
+  const report = require('../bench/lib/report');
+  const run = (units: number, serverCpu: number, serverMainCpu?: number) => ({
+    units, seconds: 10, latencies: new Float64Array([1, 2, 3]), serverCpu, serverMainCpu, genCpu: 20, otherCpu: 0, irqCpu: 3, stealCpu: 0, rssMax: 100,
+    failures: { measured: 0, warmup: 0, setup: 0, messages: {} }, verify: { issued: 0, checked: 0, failed: 0, messages: {}, keys: [], sample: {} },
+  });
+
+  it('gives the main thread its CPU ms a unit, from the mean of the rounds', () => {
+    // 2,000 units in 20 s = 100/s; CPU 150 % and 160 % (mean 155): 15.5 ms a unit; main 60 % and 70 %: 6.5 ms.
+    const s = report.summarize('refresh', 'ours (SQLite)', [run(1000, 150, 60), run(1000, 160, 70)]);
+    expect(s.cpuMsPerUnit).toBeCloseTo(15.5, 6);
+    expect(s.mainCpuMsPerUnit).toBeCloseTo(6.5, 6);
+    const { head, rows } = report.table([s], () => '', 'ratio');
+    expect(rows[0][head.indexOf('CPU ms / unit')]).toBe('15.50 (main 6.50)');
+  });
+
+  it('leaves the brackets out when a round has no main-thread figure', () => {
+    const s = report.summarize('refresh', 'ours (SQLite)', [run(1000, 150, 60), run(1000, 160)]);
+    const { head, rows } = report.table([s], () => '', 'ratio');
+    expect(rows[0][head.indexOf('CPU ms / unit')]).toBe('15.50');
+  });
+});

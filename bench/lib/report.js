@@ -49,6 +49,7 @@ function summarize(workload, target, runs) {
     units, failures, failureMessages: messages,
     rssMiB: Math.max(...runs.map((r) => r.rssMax)),
     cpuPct: runs.reduce((a, r) => a + r.serverCpu, 0) / runs.length,
+    mainCpuPct: runs.reduce((a, r) => a + (r.serverMainCpu ?? NaN), 0) / runs.length,
     dbCpuPct: runs[0]?.dbCpu === undefined ? undefined : runs.reduce((a, r) => a + (r.dbCpu ?? 0), 0) / runs.length,
     genCpuPct: runs.reduce((a, r) => a + (r.genCpu ?? 0), 0) / runs.length,
     otherCpuPct: Math.max(0, ...runs.map((r) => r.otherCpu ?? 0)),
@@ -57,6 +58,7 @@ function summarize(workload, target, runs) {
     verify,
   };
   summary.cpuMsPerUnit = cpuMsPerUnit(summary);
+  summary.mainCpuMsPerUnit = (summary.mainCpuPct * 10) / summary.rate;
   return summary;
 }
 
@@ -73,6 +75,11 @@ function cpuMsPerUnit(s) {
   return ((s.cpuPct + (s.dbCpuPct ?? 0)) * 10) / s.rate;
 }
 
+/** "CPU ms / unit" with, in brackets, the server's main thread's share (the rest: libuv's pool, V8's helpers). */
+function cpuCell(s) {
+  return Number.isFinite(s.mainCpuMsPerUnit) ? `${f2(s.cpuMsPerUnit)} (main ${f2(s.mainCpuMsPerUnit)})` : f2(s.cpuMsPerUnit);
+}
+
 /**
  * Rows: one per (workload, target), with `compare(summary, all)` giving the last column
  * (e.g. ours / oidc-provider).
@@ -80,7 +87,7 @@ function cpuMsPerUnit(s) {
 function table(summaries, compare, compareTitle) {
   const head = ['workload', 'server', 'rate', 'p50 ms', 'p99 ms', 'failures', 'RSS MiB', 'CPU %', 'CPU ms / unit', 'load gen CPU %', 'others CPU %', 'irq %', 'steal %', compareTitle];
   const rows = summaries.map((s) => [
-    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, f2(s.cpuMsPerUnit), f0(s.genCpuPct), f0(s.otherCpuPct), f0(s.irqCpuPct), f0(s.stealCpuPct),
+    LABEL[s.workload], s.target, `${f0(s.rate)} ${s.unit}`, f1(s.p50), f1(s.p99), String(s.failures), f0(s.rssMiB), s.dbCpuPct === undefined ? f0(s.cpuPct) : `${f0(s.cpuPct)} + ${f0(s.dbCpuPct)} PostgreSQL`, cpuCell(s), f0(s.genCpuPct), f0(s.otherCpuPct), f0(s.irqCpuPct), f0(s.stealCpuPct),
     compare(s, summaries) ?? '',
   ]);
   return { head, rows };

@@ -21,9 +21,9 @@ function freePort() {
   });
 }
 
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a process (or, with `tid`, of one of its threads), in seconds. */
+function cpuSeconds(pid, tid) {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields after "pid (comm) ": state=0 … utime=11, stime=12
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
@@ -140,6 +140,11 @@ class ServerProcess {
 
   cpu() {
     return cpuSeconds(this.pid);
+  }
+
+  /** CPU seconds of the main thread alone (the event loop's: its thread id is the process id). */
+  mainCpu() {
+    return cpuSeconds(this.pid, this.pid);
   }
 
   rss() {
