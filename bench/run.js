@@ -4,7 +4,7 @@
 // A B A B. `npm run bench -- --scale`: our server on an empty database against the same on a
 // seeded one. `npm run bench -- --profile`: CPU profiles of our server. See bench/README.md.
 const { spawn, execSync, execFile } = require('node:child_process');
-const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, existsSync } = require('node:fs');
+const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, existsSync, copyFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
@@ -552,7 +552,7 @@ async function profile(b) {
     // The units finished within the measured window (a few may finish just after it closed).
     if (mode === 'alloc') {
       md = require('./lib/alloc').analyze(allocFile, r.units).markdown(title);
-      execSync(`cp ${JSON.stringify(allocFile)} ${JSON.stringify(join(dir, `${base}.alloc.json`))}`);
+      copyFileSync(allocFile, join(dir, `${base}.alloc.json`));
     } else if (mode === 'instructions') {
       // The dump of the window: callgrind.out.<pid>.1-<thread> (the final dump at exit is part 2).
       const dumps = readdirSync(profDir).filter((f) => f.startsWith('callgrind.out.') && /\.1-\d+$/.test(f)).map((f) => join(profDir, f));
@@ -564,7 +564,7 @@ async function profile(b) {
       const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
       if (!file) throw new Error(`no .cpuprofile in ${profDir}`);
       md = require('./lib/profile').analyze(join(profDir, file), r.window).markdown(title);
-      execSync(`cp ${JSON.stringify(join(profDir, file))} ${JSON.stringify(join(dir, `${base}.cpuprofile`))}`);
+      copyFileSync(join(profDir, file), join(dir, `${base}.cpuprofile`));
       writeFileSync(join(dir, `${base}.window.json`), `${JSON.stringify(r.window)}\n`);
     }
     log(`\n${md}\n`);

@@ -58,7 +58,7 @@ function summarize(workload, target, runs) {
     verify,
   };
   summary.cpuMsPerUnit = cpuMsPerUnit(summary);
-  summary.mainCpuMsPerUnit = (summary.mainCpuPct * 10) / summary.rate;
+  summary.mainCpuMsPerUnit = msPerUnit(summary.mainCpuPct, summary.rate);
   return summary;
 }
 
@@ -72,7 +72,12 @@ const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
  * two servers' rates can be no larger than the inverse ratio of these.
  */
 function cpuMsPerUnit(s) {
-  return ((s.cpuPct + (s.dbCpuPct ?? 0)) * 10) / s.rate;
+  return msPerUnit(s.cpuPct + (s.dbCpuPct ?? 0), s.rate);
+}
+
+/** CPU ms a unit from CPU % of one core (10 ms a second per %) and units a second. */
+function msPerUnit(cpuPct, rate) {
+  return (cpuPct * 10) / rate;
 }
 
 /** "CPU ms / unit" with, in brackets, the server's main thread's share (the rest: libuv's pool, V8's helpers). */
