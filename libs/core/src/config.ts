@@ -54,6 +54,11 @@ export class IdpConfig {
    * as a process, so that it never takes the CPU from the event loop; 0 leaves it alone.
    */
   @IsInt() @Min(0) @Max(19) poolNice: number;
+  /**
+   * Where URLs that clients or administrators give us may be fetched (CONTRACT §1 IDP_OUTBOUND):
+   * `public`, https to public addresses only; `local`, also http(s) to loopback and private ones.
+   */
+  @IsIn(['public', 'local']) outbound: 'public' | 'local';
   /** Where IDP_SECRET_KEY came from: given, or generated and kept in a file (development only). */
   secretKeySource: 'env' | 'file' | 'ephemeral';
   /** When the SQLite database lives in a file, the folder it lives in. */
@@ -84,7 +89,7 @@ const VARIABLES: Record<string, keyof IdpConfig> = {
   NODE_ENV: 'nodeEnv', IDP_SIGNING_ALG: 'signingAlg', IDP_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   IDP_LOCKOUT_IP_THRESHOLD: 'lockoutIpThreshold', IDP_LOCKOUT_SECONDS: 'lockoutSeconds',
   IDP_LOCKOUT_MAX_SECONDS: 'lockoutMaxSeconds', IDP_RATE_LIMIT: 'rateLimit', IDP_RATE_LIMIT_PROTOCOL: 'rateLimitProtocol',
-  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', SQLITE_SYNCHRONOUS: 'sqliteSynchronous', SQLITE_CHECKPOINT: 'sqliteCheckpoint', IDP_POOL_NICE: 'poolNice', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
+  IDP_RATE_LIMIT_PAGES: 'rateLimitPages', IDP_RATE_LIMIT_ADMIN: 'rateLimitAdmin', TRUST_PROXY: 'trustProxy', LOG_LEVEL: 'logLevel', SQLITE_SYNCHRONOUS: 'sqliteSynchronous', SQLITE_CHECKPOINT: 'sqliteCheckpoint', IDP_POOL_NICE: 'poolNice', IDP_OUTBOUND: 'outbound', REDIS_URL: 'redisUrl', IDP_REDIS_PREFIX: 'redisPrefix',
 };
 
 function int(env: Record<string, string | undefined>, name: string, dflt: number): number {
@@ -126,6 +131,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   c.sqliteSynchronous = (env.SQLITE_SYNCHRONOUS?.toLowerCase() || 'normal') as IdpConfig['sqliteSynchronous'];
   c.sqliteCheckpoint = (env.SQLITE_CHECKPOINT?.toLowerCase() || 'background') as IdpConfig['sqliteCheckpoint'];
   c.poolNice = int(env, 'IDP_POOL_NICE', 10);
+  c.outbound = (env.IDP_OUTBOUND?.toLowerCase() || (c.nodeEnv === 'production' ? 'public' : 'local')) as IdpConfig['outbound'];
 
   if (c.isSqlite && c.databaseUrl !== 'sqlite::memory:') {
     c.dataDir = dirname(resolve(c.databaseUrl.slice('sqlite:'.length)));
@@ -180,6 +186,7 @@ function describe(variable: string): string {
     case 'SQLITE_SYNCHRONOUS': return 'must be normal or full';
     case 'SQLITE_CHECKPOINT': return 'must be background or inline';
     case 'REDIS_URL': return 'must be a redis:// or rediss:// URL';
+    case 'IDP_OUTBOUND': return 'must be public or local';
     case 'IDP_REDIS_PREFIX': return 'must be 1 to 64 characters of A-Z a-z 0-9 : _ . -';
     default: return 'has an invalid value';
   }
