@@ -6,10 +6,11 @@ import { JsonLogger } from './logger';
 import { LockoutService } from './lockout';
 import { IDP_OVERRIDES, IdpOverrides } from './overrides';
 import { IdpBootContext } from './boot-context';
+import { OutboundClient } from './outbound';
 
 /**
- * Provides the validated configuration, the logger, the overrides and the event bus to every
- * module. Without an explicit configuration, the one of the application being created
+ * Provides the validated configuration, the logger, the overrides, the event bus and the outbound
+ * HTTP client to every module. Without an explicit configuration, the one of the application being created
  * (IdpBootContext) is used, else the environment's.
  */
 @Global()
@@ -27,8 +28,9 @@ export class CoreModule {
         { provide: IDP_OVERRIDES, useValue: overrides },
         IdpEvents,
         LockoutService,
+        { provide: OutboundClient, inject: [IdpConfig], useFactory: (c: IdpConfig) => new OutboundClient({ mode: c.outbound }) },
       ],
-      exports: [IdpConfig, JsonLogger, IDP_OVERRIDES, IdpEvents, LockoutService, DiscoveryModule],
+      exports: [IdpConfig, JsonLogger, IDP_OVERRIDES, IdpEvents, LockoutService, OutboundClient, DiscoveryModule],
     };
   }
 }

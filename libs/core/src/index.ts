@@ -14,6 +14,7 @@ export * from './page-redirect';
 export * from './page-error.filter';
 export * from './request-context';
 export * from './lockout';
+export * from './outbound';
 export * from './sqlite-gate';
 export * from './overrides';
 export * from './boot-context';
