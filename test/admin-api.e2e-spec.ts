@@ -264,7 +264,9 @@ describe('admin API (end to end)', () => {
       ['redirect_uris: each bad one named', { redirect_uris: ['https://ok.example.com/cb', 'http://evil.example.com/cb'] }, /redirect_uris\[1\]/],
       ['post_logout_redirect_uris must be https', { post_logout_redirect_uris: ['http://app.example.com/bye'] }, /post_logout_redirect_uris\[0\]/],
       ['private_key_jwt needs jwks or jwks_uri', { token_endpoint_auth_method: 'private_key_jwt' }, /jwks/],
-      ['jwks_uri must be https', { token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'http://keys.example.com/jwks' }, /jwks_uri/],
+      // NODE_ENV=test means IDP_OUTBOUND=local: http only to loopback and private addresses (test/outbound.e2e-spec.ts has both modes).
+      ['jwks_uri must be https to a public address', { token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'http://93.184.215.14/jwks' }, /jwks_uri must be an https URL/],
+      ['jwks_uri is never a cloud metadata address', { token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'http://169.254.169.254/latest/meta-data/' }, /jwks_uri must not point at a link-local, cloud metadata/],
       ['jwks holds public keys only', { token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } }, /jwks/],
       ['a public client cannot use client_credentials', { token_endpoint_auth_method: 'none' }, /grant_types.*client_credentials/],
       ['an unknown grant_type is refused', { grant_types: ['client_credentials', 'urn:example:magic'] }, /grant_types.*urn:example:magic/],

@@ -43,17 +43,6 @@ export function originProblem(origin: string): string | undefined {
   return undefined;
 }
 
-export function httpsUrlProblem(uri: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch {
-    return 'must be an absolute https URL';
-  }
-  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))) return undefined;
-  return 'must be an https URL';
-}
-
 export function jwksProblem(jwks: unknown): string | undefined {
   const keys = (jwks as { keys?: unknown })?.keys;
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > 20) return 'must be a JWK Set with 1 to 20 keys';
@@ -68,8 +57,15 @@ export function jwksProblem(jwks: unknown): string | undefined {
 export type Metadata = Required<Pick<ClientMetadataDto, 'redirect_uris' | 'post_logout_redirect_uris' | 'grant_types' | 'token_endpoint_auth_method' | 'allowed_origins'>> &
   ClientMetadataDto;
 
+export interface MetadataRules {
+  methods: string[];
+  grantTypes?: string[];
+  /** The outbound policy (IDP_OUTBOUND) for URLs the server will fetch, such as jwks_uri: OutboundClient.urlProblem. */
+  fetchableUrlProblem: (url: string) => string | undefined;
+}
+
 /** Every problem of a full set of metadata, each naming its field. */
-export function metadataProblems(m: Metadata, supported: { methods: string[]; grantTypes?: string[] }): string[] {
+export function metadataProblems(m: Metadata, supported: MetadataRules): string[] {
   const problems: string[] = [];
   m.redirect_uris.forEach((u, i) => {
     const p = redirectUriProblem(u);
@@ -108,7 +104,8 @@ export function metadataProblems(m: Metadata, supported: { methods: string[]; gr
     if (p) problems.push(`jwks ${p}`);
   }
   if (m.jwks_uri) {
-    const p = httpsUrlProblem(m.jwks_uri);
+    // Fetched by the server (private_key_jwt): never an internal address (CONTRACT §1 IDP_OUTBOUND).
+    const p = supported.fetchableUrlProblem(m.jwks_uri);
     if (p) problems.push(`jwks_uri ${p}`);
   }
   if (m.scope !== undefined && m.scope !== null && m.scope.split(' ').some((s) => !SCOPE_TOKEN.test(s))) {

@@ -1,7 +1,7 @@
 import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpConfig, IdpEvents, Page, PageRequest, randomToken, toPage, RequestContext } from '@idp/core';
+import { IdpConfig, IdpEvents, OutboundClient, Page, PageRequest, randomToken, toPage, RequestContext } from '@idp/core';
 import { Client } from './client.entity';
 import { ClientMetadataDto, ClientView } from './client-metadata.dto';
 import { Metadata, metadataProblems } from './client-rules';
@@ -38,6 +38,7 @@ export class ClientsService {
     private readonly methods: ClientAuthRegistry,
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
+    private readonly outbound: OutboundClient,
   ) {}
 
   /** Creates a client; returns it with its secret in clear (the only time, with rotation, it is seen). */
@@ -178,7 +179,7 @@ export class ClientsService {
   }
 
   private check(m: Metadata, grantTypes?: string[]): void {
-    const problems = metadataProblems(m, { methods: this.methods.names, grantTypes });
+    const problems = metadataProblems(m, { methods: this.methods.names, grantTypes, fetchableUrlProblem: (url) => this.outbound.urlProblem(url) });
     if (problems.length) throw new BadRequestException(problems);
   }
 
