@@ -1,8 +1,8 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { LessThan, Repository } from 'typeorm';
-import { JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { IdpConfig, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
+import { JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify } from 'jose';
+import { IdpConfig, OutboundClient, OutboundError, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { UsedAssertion } from '../used-assertion.entity';
 import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
@@ -29,6 +29,7 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
   constructor(
     private readonly config: IdpConfig,
     @InjectRepository(UsedAssertion) private readonly used: Repository<UsedAssertion>,
+    private readonly outbound: OutboundClient,
   ) {
     this.cleanup = setInterval(() => void this.used.delete({ expires_at: LessThan(new Date()) }).catch(() => undefined), 10 * 60_000);
     this.cleanup.unref();
@@ -79,6 +80,8 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
       if (payload.iat !== undefined && exp - payload.iat > MAX_ASSERTION_AGE_S) throw new Error('assertion lives too long');
       if (jti.length === 0 || jti.length > 255) throw new Error('bad jti');
     } catch (err) {
+      const keys = jwksUriProblem(err);
+      if (keys) throw invalidClient(keys.description, keys.hint);
       throw invalidClient('client authentication failed', `assertion rejected: ${(err as Error).message}`);
     }
     try {
@@ -89,16 +92,36 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     }
   }
 
-  /** The client's keys: its registered `jwks`, or its `jwks_uri` fetched and cached (jose's remote set). */
+  /**
+   * The client's keys: its registered `jwks`, or its `jwks_uri` fetched through the outbound client
+   * (IDP_OUTBOUND policy, 5 s, 256 KiB, no redirects) and cached by jose's remote set.
+   */
   private keySet(client: Client): JWTVerifyGetKey | undefined {
     const version = client.jwks_uri ? `uri:${client.jwks_uri}` : client.jwks ? `jwks:${JSON.stringify(client.jwks)}` : '';
     if (!version) return undefined;
     const cached = this.keySets.get(client.client_id);
     if (cached && cached.version === version) return cached.getKey;
     const getKey = client.jwks_uri
-      ? createRemoteJWKSet(new URL(client.jwks_uri), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5_000 })
+      ? createRemoteJWKSet(new URL(client.jwks_uri), {
+          cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5_000,
+          [customFetch]: (url, init) => this.outbound.fetch(url, init),
+        })
       : createLocalJWKSet(client.jwks as never);
     this.keySets.set(client.client_id, { version, getKey: getKey as JWTVerifyGetKey });
     return getKey as JWTVerifyGetKey;
   }
+}
+
+/**
+ * When verifying failed because the client's jwks_uri could not give us its keys: what the client
+ * is told (enough to act on, nothing about our network) and the reason for the logs.
+ */
+function jwksUriProblem(err: unknown): { description: string; hint: string } | undefined {
+  if (err instanceof OutboundError) return { description: "the client's jwks_uri could not be fetched", hint: `jwks_uri: ${err.reason}` };
+  if (err instanceof errors.JWKSTimeout) return { description: "the client's jwks_uri could not be fetched", hint: 'jwks_uri: timeout' };
+  // jose's remote set throws its generic JOSEError only for the response: not 200, or not JSON.
+  if (err instanceof errors.JWKSInvalid || (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC')) {
+    return { description: "the client's jwks_uri did not return a JSON Web Key Set", hint: 'jwks_uri: not a JWK Set' };
+  }
+  return undefined;
 }
