@@ -128,6 +128,20 @@ describe('OutboundClient.fetch', () => {
     expect(req.headers.cookie).toBeUndefined();
   });
 
+  it('POSTs a form (for back-channel calls), and refuses a header fetch would refuse', async () => {
+    let received = '';
+    const s = await serve((req, res) => {
+      req.setEncoding('utf8');
+      req.on('data', (d) => (received += d));
+      req.on('end', () => res.writeHead(204).end());
+    });
+    const res = await local.fetch(s.url, { method: 'POST', body: new URLSearchParams({ logout_token: 'x' }) });
+    expect(res.status).toBe(204);
+    expect(s.requests[0]).toMatchObject({ method: 'POST', headers: expect.objectContaining({ 'content-type': 'application/x-www-form-urlencoded' }) });
+    expect(received).toBe('logout_token=x');
+    expect(await reason(local.fetch(s.url, { headers: { 'x-bad': 'a\nb' } }))).toBe('invalid request');
+  });
+
   it('accepts a body of exactly the limit', async () => {
     const s = await serve((_, res) => res.writeHead(200).end(Buffer.alloc(OUTBOUND_MAX_BYTES, 'a')));
     expect((await (await local.fetch(s.url)).arrayBuffer()).byteLength).toBe(OUTBOUND_MAX_BYTES);

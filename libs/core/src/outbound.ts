@@ -23,6 +23,7 @@ export type OutboundMode = 'public' | 'local';
 /** Why an outbound request failed. Never contains a secret, the URL, or the peer's words. */
 export type OutboundReason =
   | 'invalid url'
+  | 'invalid request'
   | 'scheme not allowed'
   | 'address not allowed'
   | 'dns lookup failed'
@@ -144,7 +145,7 @@ export class OutboundClient {
     try {
       url = new URL(uri);
     } catch {
-      return 'must be an absolute https URL';
+      return this.mode === 'public' ? 'must be an absolute https URL' : 'must be an absolute http or https URL';
     }
     return this.problemOf(url)?.problem;
   }
@@ -185,16 +186,22 @@ export class OutboundClient {
       const refused = this.problemOf(url);
       if (refused) return finish(new OutboundError(refused.reason));
 
-      const headers = new Headers(init.headers);
-      for (const name of ['cookie', 'host', 'user-agent', 'accept-encoding', 'connection', 'content-length', 'transfer-encoding']) headers.delete(name);
-      const out: OutgoingHttpHeaders = Object.fromEntries(headers);
-      out['user-agent'] = OUTBOUND_USER_AGENT;
-      out['accept-encoding'] = 'identity';
-      out.connection = 'close';
-      const body = init.body === undefined ? undefined : init.body instanceof URLSearchParams ? Buffer.from(init.body.toString()) : Buffer.from(init.body);
-      if (body) {
-        out['content-length'] = body.length;
-        if (init.body instanceof URLSearchParams && !headers.has('content-type')) out['content-type'] = 'application/x-www-form-urlencoded';
+      let out: OutgoingHttpHeaders;
+      let body: Buffer | undefined;
+      try {
+        const headers = new Headers(init.headers);
+        for (const name of ['cookie', 'host', 'user-agent', 'accept-encoding', 'connection', 'content-length', 'transfer-encoding']) headers.delete(name);
+        out = Object.fromEntries(headers);
+        out['user-agent'] = OUTBOUND_USER_AGENT;
+        out['accept-encoding'] = 'identity';
+        out.connection = 'close';
+        body = init.body === undefined ? undefined : init.body instanceof URLSearchParams ? Buffer.from(init.body.toString()) : Buffer.from(init.body);
+        if (body) {
+          out['content-length'] = body.length;
+          if (init.body instanceof URLSearchParams && !headers.has('content-type')) out['content-type'] = 'application/x-www-form-urlencoded';
+        }
+      } catch {
+        return finish(new OutboundError('invalid request'));
       }
 
       const https = url.protocol === 'https:';
@@ -216,6 +223,8 @@ export class OutboundClient {
       }
       req.on('error', (err) => finish(err instanceof OutboundError ? err : new OutboundError('connection failed')));
       req.on('response', (res: IncomingMessage) => {
+        res.on('error', () => finish(new OutboundError('connection failed')));
+        res.on('aborted', () => finish(new OutboundError('connection failed')));
         const status = res.statusCode ?? 0;
         if (status >= 300 && status < 400) return finish(new OutboundError('redirect refused'));
         if (status < 200 || status >= 300) return finish(new OutboundError(`http status ${status}`));
@@ -228,8 +237,6 @@ export class OutboundClient {
           if (size > this.maxBytes) return finish(new OutboundError('too large'));
           chunks.push(chunk);
         });
-        res.on('error', () => finish(new OutboundError('connection failed')));
-        res.on('aborted', () => finish(new OutboundError('connection failed')));
         res.on('end', () => {
           if (settled) return;
           const responseHeaders = new Headers();
