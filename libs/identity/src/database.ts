@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
+import type { DataSource, DataSourceOptions, Migration } from 'typeorm';
 import { SigningKey } from '@idp/keys';
 import { User } from '@idp/users';
 import { Client, UsedAssertion } from '@idp/clients';
@@ -20,6 +20,34 @@ export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGra
 
 /** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
 export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Hardening1764200000000];
+
+/**
+ * Runs the pending migrations, one instance at a time. TypeORM takes no lock of its own: two
+ * instances booting at once on a fresh PostgreSQL database would both see no migration applied and
+ * both CREATE TABLE, and one fails. So on PostgreSQL they run under a session-level advisory lock
+ * (per schema, as each schema is its own database to us), held on a dedicated connection and
+ * released in `finally`; the instance that waited then finds nothing pending. Waiting for the lock
+ * is exempt from the 10 s statement timeout, as a long migration may hold it. SQLite takes none:
+ * one DataSource is one connection, and SQLite is for one process (two processes migrating one
+ * SQLite file at the same moment are not covered).
+ */
+export async function runMigrations(ds: DataSource): Promise<Migration[]> {
+  if (ds.options.type !== 'postgres') return ds.runMigrations({ transaction: 'all' });
+  const lock = ds.createQueryRunner();
+  await lock.connect();
+  try {
+    await lock.query('SET statement_timeout = 0');
+    await lock.query(`SELECT pg_advisory_lock(hashtext('idp:migrations:' || current_schema()))`);
+    try {
+      return await ds.runMigrations({ transaction: 'all' });
+    } finally {
+      await lock.query(`SELECT pg_advisory_unlock(hashtext('idp:migrations:' || current_schema()))`);
+    }
+  } finally {
+    await lock.query('RESET statement_timeout').catch(() => undefined);
+    await lock.release();
+  }
+}
 
 /** WAL pages between checkpoints when SQLite runs them itself, on the committing thread (`SQLITE_CHECKPOINT=inline`). */
 export const INLINE_CHECKPOINT_PAGES = 4000;

@@ -12,7 +12,7 @@ import { TokenModule } from '@idp/token';
 import { SessionModule } from '@idp/session';
 import { ConsentModule } from '@idp/consent';
 import { AuthorizationModule } from '@idp/authorization';
-import { dataSourceOptions } from './database';
+import { dataSourceOptions, runMigrations } from './database';
 import { SqliteCheckpointer } from './sqlite-checkpointer';
 
 /** How a company's application composes the IdP (see docs/extending.md). */
@@ -57,7 +57,8 @@ export class IdentityModule {
       global: true,
       imports: [
         CoreModule.forRoot(undefined, undefined, { userStore: options.userStore, adminScopes: options.adminScopes }),
-        // Pending migrations run at boot; the schema is never synchronized.
+        // Pending migrations run at boot (runMigrations: one instance at a time); the schema is never
+        // synchronized.
         TypeOrmModule.forRootAsync({
           inject: [IdpConfig],
           useFactory: (config: IdpConfig) => {
@@ -66,13 +67,20 @@ export class IdentityModule {
               ...base,
               entities: [...(base.entities as Function[]), ...(options.entities ?? [])],
               migrations: [...(base.migrations as Function[]), ...(options.migrations ?? [])],
-              migrationsRun: true,
+              migrationsRun: false,
             };
           },
           dataSourceFactory: async (options) => {
             const ds = new DataSource(options!);
             gateSqliteTransactions(ds);
-            return ds.initialize();
+            await ds.initialize();
+            try {
+              await runMigrations(ds);
+            } catch (err) {
+              await ds.destroy().catch(() => undefined);
+              throw err;
+            }
+            return ds;
           },
         }),
         KeysModule,
