@@ -603,27 +603,34 @@ describe('admin API (end to end)', () => {
   });
 
   describe('keys', () => {
-    it('lists the signing keys and rotates (201): the new key is current, the old one previous and still published', async () => {
+    it('lists the signing keys and rotates (201): the published next key is scheduled, the current one signs until then and stays published after', async () => {
       const before = await call('GET', '/admin/keys');
       expect(before.status).toBe(200);
       expect(before.body.next_cursor).toBeNull();
       const current = before.body.items.filter((k: { status: string }) => k.status === 'current');
       expect(current).toHaveLength(1);
-      expect(current[0]).toEqual({ kid: expect.any(String), alg: 'RS256', status: 'current', created_at: expect.any(String), publish_until: null });
-      for (const k of before.body.items) expect(Object.keys(k).sort()).toEqual(['alg', 'created_at', 'kid', 'publish_until', 'status']);
+      expect(current[0]).toEqual({ kid: expect.any(String), alg: 'RS256', status: 'current', created_at: expect.any(String), activates_at: expect.any(String), publish_until: null });
+      const next = before.body.items.filter((k: { status: string }) => k.status === 'next');
+      expect(next).toEqual([{ kid: expect.any(String), alg: 'RS256', status: 'next', created_at: expect.any(String), activates_at: null, publish_until: null }]);
+      for (const k of before.body.items) expect(Object.keys(k).sort()).toEqual(['activates_at', 'alg', 'created_at', 'kid', 'publish_until', 'status']);
 
+      // The next key was written at boot, less than the activation lead (120 s) ago: it signs from
+      // its created_at + the lead, not at once.
       const rotated = await call('POST', '/admin/keys/rotate', {});
       expect(rotated.status).toBe(201);
-      expect(rotated.body).toMatchObject({ kid: expect.any(String), status: 'current' });
-      expect(rotated.body.kid).not.toBe(current[0].kid);
+      expect(rotated.body).toMatchObject({ kid: next[0].kid, status: 'next' });
+      const activatesAt = new Date(rotated.body.activates_at).getTime();
+      expect(activatesAt).toBe(new Date(next[0].created_at).getTime() + 120_000);
 
       const after = (await call('GET', '/admin/keys')).body.items;
-      expect(after.find((k: { kid: string }) => k.kid === rotated.body.kid).status).toBe('current');
       const old = after.find((k: { kid: string }) => k.kid === current[0].kid);
-      expect(old.status).toBe('previous');
-      expect(new Date(old.publish_until).getTime()).toBeGreaterThan(Date.now());
+      expect(old.status).toBe('current');
+      expect(new Date(old.publish_until).getTime()).toBeGreaterThan(activatesAt);
+      const fresh = after.filter((k: { status: string; activates_at: string | null }) => k.status === 'next' && !k.activates_at);
+      expect(fresh).toHaveLength(1);
+      expect(fresh[0].kid).not.toBe(rotated.body.kid);
       const jwks = await (await s.fetch('/.well-known/jwks.json')).json();
-      expect(jwks.keys.map((k: { kid: string }) => k.kid)).toEqual(expect.arrayContaining([rotated.body.kid, current[0].kid]));
+      expect(jwks.keys.map((k: { kid: string }) => k.kid)).toEqual(expect.arrayContaining([rotated.body.kid, current[0].kid, fresh[0].kid]));
       // The admin token signed by the old key still works.
       expect((await call('GET', '/admin/keys')).status).toBe(200);
     });

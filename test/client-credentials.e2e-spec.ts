@@ -1,4 +1,6 @@
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { DataSource } from 'typeorm';
+import { KeysService, SigningKey } from '@idp/keys';
 import { TestServer, basic, postForm, startServer } from './support/server';
 
 describe('client_credentials (end to end)', () => {
@@ -73,11 +75,16 @@ describe('client_credentials (end to end)', () => {
     expect((await res.json()).error).toBe('invalid_client');
   });
 
-  it('signs with the new key after rotation and keeps the old key published', async () => {
+  it('signs with the new key after rotation (of a next key published longer than the activation lead) and keeps the old key published', async () => {
     const before = await (await token({ audience: API })).json();
     const oldKid = decodeProtectedHeader(before.access_token).kid;
+    // As on a server up for more than the lead (120 s): the next key was written that long ago.
+    const nextKid = (await s.admin('GET', '/admin/keys')).body.items.find((k: { status: string }) => k.status === 'next').kid;
+    await s.app.get(DataSource).getRepository(SigningKey).update({ kid: nextKid }, { created_at: new Date(Date.now() - 121_000) });
+    await s.app.get(KeysService).reload();
     const rotated = await s.admin('POST', '/admin/keys/rotate', {});
     expect(rotated.status).toBe(201);
+    expect(rotated.body).toMatchObject({ kid: nextKid, status: 'current' });
     const after = await (await token({ audience: API })).json();
     expect(decodeProtectedHeader(after.access_token).kid).toBe(rotated.body.kid);
     const kids = (await (await s.fetch('/.well-known/jwks.json')).json()).keys.map((k: { kid: string }) => k.kid);

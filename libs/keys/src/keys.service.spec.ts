@@ -2,20 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HEADERS_METADATA } from '@nestjs/common/constants';
 import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, Repository } from 'typeorm';
 import { CryptoKey, JWTPayload, SignJWT, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, generateKeyPair, jwtVerify } from 'jose';
 import { CoreModule, SecretKeyring, loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';
+import { JwksController } from './jwks.controller';
 import { KeysModule } from './keys.module';
-import { KeysService, SigningAlg } from './keys.service';
+import { ACTIVATION_LEAD_MS, JWKS_MAX_AGE_S, JWKS_MEMO_MS, KeysService, RELOAD_MS, SigningAlg, signerAt } from './keys.service';
 import { SigningKey } from './signing-key.entity';
 
 /**
  * The signing keys: sealed at rest with IDP_SECRET_KEY, kept across restarts, sign/verify of our
- * own JWTs, rotation with a publication window. Real KeysModule on SQLite (in memory, or a file
- * when a second service must see the same database).
+ * own JWTs, rotation that publishes a key before it signs, with a publication window after. Real
+ * KeysModule on SQLite (in memory, or a file when a second service must see the same database).
+ * When the clock is faked, only Date is, and no database access happens meanwhile (TypeORM's
+ * SQLite driver does not convert Dates under a faked Date: see test/keys-replicas.e2e-spec.ts).
  */
 
 const ISSUER = 'http://idp.test';
@@ -38,6 +42,12 @@ async function keysModule(opts: { databaseUrl?: string; secretKey?: string; sign
   }
   return moduleRef;
 }
+
+/** Everything but Date runs for real under jest's fake timers. */
+const DATE_ONLY: FakeableAPI[] = ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'];
+type FakeableAPI = NonNullable<Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake']>[number];
+
+const repo = (moduleRef: TestingModule): Repository<SigningKey> => moduleRef.get<DataSource>(getDataSourceToken()).getRepository(SigningKey);
 
 /** The rows as stored, sealed column included. */
 function storedKeys(moduleRef: TestingModule): Promise<SigningKey[]> {
@@ -62,7 +72,8 @@ describe('KeysService', () => {
 
     it('stores private keys sealed: no private JWK member, no PEM, only the public JWK in clear', async () => {
       const rows = await storedKeys(moduleRef);
-      expect(rows).toHaveLength(2);
+      // The first signer and next key (RS256), the rotation's ES256 key and next key.
+      expect(rows).toHaveLength(4);
       for (const row of rows) {
         expect(row.private_sealed).toMatch(/^v1\.[\w-]+\.[\w-]+\.[\w-]+$/);
         for (const clear of ['"d":', '"p":', '"q":', '"dp":', '"kty"', 'PRIVATE KEY', '-----BEGIN']) expect(row.private_sealed).not.toContain(clear);
@@ -95,10 +106,12 @@ describe('KeysService', () => {
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
     const database = (name: string) => `sqlite:${join(dir, `${name}.sqlite`)}`;
 
-    it('creates a key on first start and keeps using it after a restart', async () => {
+    it('creates a signer and a next key on first start and keeps both after a restart', async () => {
       const databaseUrl = database('restart');
       const first = await keysModule({ databaseUrl, secretKey });
       const kid = first.get(KeysService).current().kid;
+      const kids = first.get(KeysService).list().map((k) => k.kid).sort();
+      expect(kids).toHaveLength(2);
       const token = await first.get(KeysService).sign(claims({ exp: now() + 600 }), { typ: 'at+jwt' });
       await first.close();
 
@@ -106,9 +119,30 @@ describe('KeysService', () => {
       try {
         const keys = second.get(KeysService);
         expect(keys.current().kid).toBe(kid);
-        expect(keys.jwks().keys.map((k) => k.kid)).toEqual([kid]);
-        expect(await storedKeys(second)).toHaveLength(1);
+        expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual(kids);
+        expect(await storedKeys(second)).toHaveLength(2);
         await expect(keys.verify(token, { typ: 'at+jwt', audience: 'https://api.example.com' })).resolves.toMatchObject({ payload: { sub: 'user-1' } });
+      } finally {
+        await second.close();
+      }
+    });
+
+    it('gives a database without a next key (an upgrade) one at boot, and keeps its signer', async () => {
+      const databaseUrl = database('upgrade');
+      const first = await keysModule({ databaseUrl, secretKey });
+      const kid = first.get(KeysService).current().kid;
+      // As the version before left it: one key, current since its creation, no next key.
+      await repo(first).delete({ status: 'next' });
+      await first.close();
+
+      const second = await keysModule({ databaseUrl, secretKey });
+      try {
+        const keys = second.get(KeysService);
+        expect(keys.current().kid).toBe(kid);
+        const rows = await storedKeys(second);
+        expect(rows.map((r) => r.status).sort()).toEqual(['current', 'next']);
+        expect(rows.find((r) => r.status === 'next')).toMatchObject({ activates_at: null, publish_until: null });
+        expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual(rows.map((r) => r.kid).sort());
       } finally {
         await second.close();
       }
@@ -121,7 +155,7 @@ describe('KeysService', () => {
       await expect(keysModule({ databaseUrl, secretKey: newSecretKey() })).rejects.toThrow(/IDP_SECRET_KEY|unable to authenticate/);
       const check = await keysModule({ databaseUrl, secretKey });
       try {
-        expect(await storedKeys(check)).toHaveLength(1);
+        expect(await storedKeys(check)).toHaveLength(2);
       } finally {
         await check.close();
       }
@@ -149,8 +183,13 @@ describe('KeysService', () => {
     it('publishes what an outside verifier needs: the token verifies against jwks()', async () => {
       const token = await keys.sign(claims(), { typ: 'at+jwt' });
       const jwks = keys.jwks();
-      expect(jwks.keys).toEqual([expect.objectContaining({ kid: keys.current().kid, alg: 'RS256', use: 'sig', kty: 'RSA' })]);
-      expect(jwks.keys[0]).not.toHaveProperty('d');
+      // The signer, and the next key (published, not signing yet).
+      expect(jwks.keys).toHaveLength(2);
+      expect(jwks.keys).toEqual(expect.arrayContaining([
+        expect.objectContaining({ kid: keys.current().kid, alg: 'RS256', use: 'sig', kty: 'RSA' }),
+        expect.objectContaining({ kid: keys.list().find((k) => k.status === 'next')!.kid, alg: 'RS256', use: 'sig', kty: 'RSA' }),
+      ]));
+      for (const jwk of jwks.keys) expect(jwk).not.toHaveProperty('d');
       await expect(jwtVerify(token, createLocalJWKSet(jwks as never), { issuer: ISSUER, typ: 'at+jwt' })).resolves.toBeDefined();
     });
 
@@ -208,7 +247,7 @@ describe('KeysService', () => {
     });
   });
 
-  describe('rotate()', () => {
+  describe('rotate(): publish before signing', () => {
     let moduleRef: TestingModule;
     let keys: KeysService;
     beforeEach(async () => {
@@ -221,46 +260,156 @@ describe('KeysService', () => {
       return moduleRef.close();
     });
 
-    it('makes a new key current and keeps the previous one published and valid until publish_until', async () => {
+    /** The next key: published, not scheduled. */
+    const nextKey = () => keys.list().find((k) => k.status === 'next' && k.activates_at === null)!;
+    const at = (iso: string | null) => new Date(iso!).getTime();
+    /** As if the next key had been written `ms` ago (and so published that long). */
+    async function publishedFor(kid: string, ms: number): Promise<void> {
+      await repo(moduleRef).update({ kid }, { created_at: new Date(Date.now() - ms) });
+      await keys.reload();
+    }
+
+    it('starts with a signer (from its creation) and a published next key that no one signs with', () => {
+      const listed = keys.list();
+      expect(listed.map((k) => k.status).sort()).toEqual(['current', 'next']);
+      const signer = listed.find((k) => k.status === 'current')!;
+      expect(signer).toMatchObject({ kid: keys.current().kid, activates_at: signer.created_at, publish_until: null });
+      expect(nextKey()).toMatchObject({ activates_at: null, publish_until: null });
+      expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual(listed.map((k) => k.kid).sort());
+    });
+
+    it('schedules a next key written less than the lead ago at its created_at + the lead; the old key signs until then, the new one from then, with no write and no reload', async () => {
       const oldKid = keys.current().kid;
-      const before = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
+      const next = nextKey();
       const view = await keys.rotate({ retireAfterSeconds: 3600 });
-      expect(view).toMatchObject({ kid: expect.any(String), status: 'current', publish_until: null });
-      expect(view.kid).not.toBe(oldKid);
-      expect(keys.current().kid).toBe(view.kid);
-      expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(view.kid);
-      expect(keys.list()).toEqual(expect.arrayContaining([
-        expect.objectContaining({ kid: view.kid, status: 'current' }),
-        expect.objectContaining({ kid: oldKid, status: 'previous', publish_until: expect.any(String) }),
-      ]));
-      expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual([oldKid, view.kid].sort());
-      await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined();
+      expect(view).toMatchObject({ kid: next.kid, status: 'next', created_at: next.created_at, publish_until: null });
+      expect(at(view.activates_at)).toBe(at(next.created_at) + ACTIVATION_LEAD_MS);
+      expect(keys.current().kid).toBe(oldKid);
+      expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(oldKid);
+      expect(keys.jwks().keys.map((k) => k.kid)).toContain(next.kid);
+
+      const reload = jest.spyOn(keys, 'reload');
+      jest.useFakeTimers({ now: at(view.activates_at) - 1, doNotFake: DATE_ONLY });
+      expect(keys.current().kid).toBe(oldKid);
+      jest.setSystemTime(at(view.activates_at));
+      expect(keys.current().kid).toBe(next.kid);
+      expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(next.kid);
+      expect(keys.list().find((k) => k.kid === next.kid)!.status).toBe('current');
+      expect(keys.list().find((k) => k.kid === oldKid)!.status).toBe('previous');
+      expect(reload).not.toHaveBeenCalled();
+      // A clock set back before the activation gets the old signer back: the schedule, not the past, decides.
+      jest.setSystemTime(at(view.activates_at) - 1000);
+      expect(keys.current().kid).toBe(oldKid);
+    });
+
+    it('makes a next key published for longer than the lead sign at once', async () => {
+      const oldKid = keys.current().kid;
+      const next = nextKey();
+      await publishedFor(next.kid, ACTIVATION_LEAD_MS + 1000);
+      const before = Date.now();
+      const view = await keys.rotate({ retireAfterSeconds: 3600 });
+      expect(view).toMatchObject({ kid: next.kid, status: 'current' });
+      expect(at(view.activates_at)).toBeGreaterThanOrEqual(before);
+      expect(at(view.activates_at)).toBeLessThanOrEqual(Date.now());
+      expect(keys.current().kid).toBe(next.kid);
+      expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(next.kid);
+      expect(keys.list().find((k) => k.kid === oldKid)!.status).toBe('previous');
+    });
+
+    it('ends the publication of the key signing before the activation at that activation + retireAfterSeconds, and writes a new next key', async () => {
+      const oldKid = keys.current().kid;
+      const view = await keys.rotate({ retireAfterSeconds: 3600 });
+      const old = keys.list().find((k) => k.kid === oldKid)!;
+      expect(at(old.publish_until)).toBe(at(view.activates_at) + 3600_000);
+      const fresh = nextKey();
+      expect(fresh.kid).not.toBe(view.kid);
+      expect(fresh).toMatchObject({ alg: 'ES256', activates_at: null, publish_until: null });
+      expect(keys.jwks().keys.map((k) => k.kid).sort()).toEqual([oldKid, view.kid, fresh.kid].sort());
+      const stored = await repo(moduleRef).find();
+      expect(stored.map((r) => [r.kid, r.status]).sort()).toEqual([[oldKid, 'previous'], [view.kid, 'current'], [fresh.kid, 'next']].sort());
+
+      // A second rotation within the lead schedules the new next key after the first, and ends the
+      // first (not the original key, which already has its end).
+      const second = await keys.rotate({ retireAfterSeconds: 60 });
+      expect(second.kid).toBe(fresh.kid);
+      expect(at(second.activates_at)).toBe(at(fresh.created_at) + ACTIVATION_LEAD_MS);
+      expect(at(second.activates_at)).toBeGreaterThan(at(view.activates_at));
+      expect(keys.list().find((k) => k.kid === view.kid)!.publish_until).toBe(new Date(at(second.activates_at) + 60_000).toISOString());
+      expect(keys.list().find((k) => k.kid === oldKid)!.publish_until).toBe(old.publish_until);
+    });
+
+    it('schedules a fresh key at now + the lead when another algorithm is asked for, and retires the unused next key', async () => {
+      const next = nextKey();
+      const before = Date.now();
+      const view = await keys.rotate({ alg: 'EdDSA', retireAfterSeconds: 60 });
+      expect(view).toMatchObject({ alg: 'EdDSA', status: 'next' });
+      expect(view.kid).not.toBe(next.kid);
+      expect(at(view.activates_at)).toBeGreaterThanOrEqual(before + ACTIVATION_LEAD_MS);
+      expect(at(view.activates_at)).toBeLessThanOrEqual(Date.now() + ACTIVATION_LEAD_MS);
+      expect(nextKey()).toMatchObject({ alg: 'EdDSA', activates_at: null });
+      expect(keys.jwks().keys.map((k) => k.kid)).not.toContain(next.kid);
+      expect(keys.list().map((k) => k.kid)).not.toContain(next.kid);
     });
 
     it('drops the previous key from jwks() and refuses its tokens once publish_until has passed (database changed, then reload())', async () => {
       const oldKid = keys.current().kid;
       const before = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
+      await publishedFor(nextKey().kid, ACTIVATION_LEAD_MS);
       const { kid } = await keys.rotate({ retireAfterSeconds: 3600 });
       await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
-      await moduleRef.get<DataSource>(getDataSourceToken()).getRepository(SigningKey).update({ kid: oldKid }, { publish_until: new Date(Date.now() - 1000) });
+      await repo(moduleRef).update({ kid: oldKid }, { publish_until: new Date(Date.now() - 1000) });
       await keys.reload();
-      expect(keys.jwks().keys.map((k) => k.kid)).toEqual([kid]);
+      expect(keys.jwks().keys.map((k) => k.kid)).toEqual([nextKey().kid, kid]);
       await expect(keys.verify(before, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JOSEError);
     });
 
-    it('drops the previous key from jwks() and refuses its tokens once publish_until has passed (clock moved, no reload)', async () => {
+    it('drops the previous key from jwks() and refuses its tokens once publish_until has passed (clock moved, no reload), even from a jwks() built just before', async () => {
       const oldKid = keys.current().kid;
       const before = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
+      await publishedFor(nextKey().kid, ACTIVATION_LEAD_MS);
       const { kid } = await keys.rotate({ retireAfterSeconds: 1 });
-      expect(keys.jwks().keys.map((k) => k.kid)).toContain(oldKid);
+      const publishUntil = at(keys.list().find((k) => k.kid === oldKid)!.publish_until);
       const after = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
       await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
-      // Only the clock is faked: 10 s later, past publish_until and any JWKS response cache.
-      jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'] });
-      jest.setSystemTime(Date.now() + 10_000);
-      expect(keys.jwks().keys.map((k) => k.kid)).toEqual([kid]);
+      jest.useFakeTimers({ now: publishUntil - 1, doNotFake: DATE_ONLY });
+      expect(keys.jwks().keys.map((k) => k.kid)).toContain(oldKid);
+      jest.setSystemTime(publishUntil);
+      expect(keys.jwks().keys.map((k) => k.kid)).toEqual([nextKey().kid, kid]);
       await expect(keys.verify(before, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JOSEError);
       await expect(keys.verify(after, { typ: 'at+jwt' })).resolves.toBeDefined();
+    });
+  });
+
+  describe('signerAt()', () => {
+    const key = (kid: string, activatesAt: number | null, createdAt = 0) => ({ kid, activatesAt, createdAt: new Date(createdAt) });
+
+    it.each<[string, ReturnType<typeof key>[], number, string | undefined, number, number]>([
+      ['no key', [], 100, undefined, -Infinity, Infinity],
+      ['only a next key (not scheduled)', [key('n', null)], 100, undefined, -Infinity, Infinity],
+      ['one signer', [key('a', 10)], 100, 'a', 10, Infinity],
+      ['the greatest activation <= t', [key('a', 10), key('b', 50), key('n', null)], 100, 'b', 50, Infinity],
+      ['a scheduled key before its time', [key('a', 10), key('b', 150)], 100, 'a', 10, 150],
+      ['a scheduled key at its time', [key('a', 10), key('b', 150)], 150, 'b', 150, Infinity],
+      ['two scheduled keys ahead', [key('a', 10), key('c', 300), key('b', 150)], 100, 'a', 10, 150],
+      ['a tie: the newest', [key('a', 10, 5), key('b', 10, 1)], 100, 'a', 10, Infinity],
+      ['a tie of creation too: the greatest kid', [key('a', 10, 5), key('b', 10, 5)], 100, 'b', 10, Infinity],
+      ['every key scheduled later', [key('a', 200)], 100, undefined, -Infinity, 200],
+    ])('%s', (_, keys, t, kid, since, until) => {
+      const picked = signerAt(keys, t);
+      expect(picked.signer?.kid).toBe(kid);
+      expect([picked.since, picked.until]).toEqual([since, until]);
+      expect(signerAt([...keys].reverse(), t).signer?.kid).toBe(kid);
+    });
+  });
+
+  describe('timings', () => {
+    it('publish a key longer before it signs than a relying party may cache the JWKS plus how late another instance may learn of it', () => {
+      const cacheControl = (Reflect.getMetadata(HEADERS_METADATA, JwksController.prototype.jwks) as { name: string; value: string }[])
+        .find((h) => h.name.toLowerCase() === 'cache-control')!.value;
+      const maxAge = Number(/max-age=(\d+)/.exec(cacheControl)![1]);
+      expect(maxAge).toBe(JWKS_MAX_AGE_S);
+      expect(ACTIVATION_LEAD_MS).toBeGreaterThanOrEqual(maxAge * 1000 + RELOAD_MS + JWKS_MEMO_MS + 20_000);
+      expect(ACTIVATION_LEAD_MS).toBe(120_000);
     });
   });
 
@@ -269,26 +418,32 @@ describe('KeysService', () => {
     ['EdDSA', { kty: 'OKP', crv: 'Ed25519' }],
   ])('%s keys', (alg, jwkShape) => {
     let moduleRef: TestingModule;
-    afterEach(() => moduleRef.close());
+    afterEach(() => {
+      jest.useRealTimers();
+      return moduleRef.close();
+    });
 
-    it(`creates the first key with IDP_SIGNING_ALG=${alg} and signs and verifies with it`, async () => {
+    it(`creates the first key and the next key with IDP_SIGNING_ALG=${alg} and signs and verifies with it`, async () => {
       moduleRef = await keysModule({ signingAlg: alg });
       const keys = moduleRef.get(KeysService);
       expect(keys.current().alg).toBe(alg);
       const token = await keys.sign(claims(), { typ: 'at+jwt' });
       expect(decodeProtectedHeader(token)).toMatchObject({ alg, kid: keys.current().kid });
       await expect(keys.verify(token, { typ: 'at+jwt', audience: 'https://api.example.com' })).resolves.toBeDefined();
-      expect(keys.jwks().keys).toEqual([expect.objectContaining({ ...jwkShape, alg, kid: keys.current().kid, use: 'sig' })]);
+      expect(keys.jwks().keys).toHaveLength(2);
+      for (const jwk of keys.jwks().keys) expect(jwk).toEqual(expect.objectContaining({ ...jwkShape, alg, use: 'sig' }));
+      expect(keys.jwks().keys.map((k) => k.kid)).toContain(keys.current().kid);
       await expect(jwtVerify(token, createLocalJWKSet(keys.jwks() as never), { issuer: ISSUER })).resolves.toBeDefined();
     });
 
     it(`rotates from RS256 to ${alg}, and both keys keep verifying their tokens`, async () => {
       moduleRef = await keysModule();
       const keys = moduleRef.get(KeysService);
-      const rsaToken = await keys.sign(claims());
-      await keys.rotate({ alg, retireAfterSeconds: 60 });
+      const rsaToken = await keys.sign(claims({ exp: now() + 3600 }));
+      const view = await keys.rotate({ alg, retireAfterSeconds: 3600 });
+      jest.useFakeTimers({ now: new Date(view.activates_at!).getTime(), doNotFake: DATE_ONLY });
       const token = await keys.sign(claims());
-      expect(decodeProtectedHeader(token).alg).toBe(alg);
+      expect(decodeProtectedHeader(token)).toMatchObject({ alg, kid: view.kid });
       await expect(keys.verify(token)).resolves.toBeDefined();
       await expect(keys.verify(rsaToken)).resolves.toBeDefined();
       const jwks = createLocalJWKSet(keys.jwks() as never);

@@ -2,10 +2,11 @@ import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/commo
 import { InjectDataSource } from '@nestjs/typeorm';
 import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, sign as cryptoSign, webcrypto } from 'node:crypto';
 import { promisify } from 'node:util';
-import { DataSource } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import { IdpConfig, IdpEvents, RequestContext } from '@idp/core';
-import { SigningKey } from './signing-key.entity';
+import { KeyStatus, SigningKey } from './signing-key.entity';
+import { KeyChangeListener, NOTIFY_KEYS_CHANGED } from './key-change-listener';
 
 export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA';
 export const SIGNING_ALGS: SigningAlg[] = ['RS256', 'ES256', 'EdDSA'];
@@ -13,21 +14,28 @@ export const SIGNING_ALGS: SigningAlg[] = ['RS256', 'ES256', 'EdDSA'];
 interface LoadedKey {
   kid: string;
   alg: SigningAlg;
-  status: SigningKey['status'];
   publicJwk: Record<string, unknown>;
   publicKey: KeyObject;
   privateKey?: KeyObject;
   /** The public key as a WebCrypto CryptoKey, imported once, for jose's jwtVerify. */
   verifyKey: CryptoKey;
   createdAt: Date;
+  /** When it starts signing (ms since the epoch); null for a next key, published and not scheduled. */
+  activatesAt: number | null;
   publishUntil: Date | null;
 }
 
+/**
+ * A key as the admin API shows it, at the time of the call: `next` = published, not signing yet
+ * (not scheduled, or scheduled for later); `current` = the signer; `previous` = signed before the
+ * current one, published until `publish_until`.
+ */
 export interface KeyView {
   kid: string;
   alg: string;
-  status: 'current' | 'previous';
+  status: KeyStatus;
   created_at: string;
+  activates_at: string | null;
   publish_until: string | null;
 }
 
@@ -50,7 +58,64 @@ const WEBCRYPTO: Record<SigningAlg, RsaHashedImportParams | EcKeyImportParams | 
   ES256: { name: 'ECDSA', namedCurve: 'P-256' },
   EdDSA: { name: 'Ed25519' },
 };
-const RELOAD_MS = 30_000;
+/**
+ * How the timings fit together. A key must be in every relying party's copy of our JWKS before any
+ * instance signs with it. After a key is written, another instance has it in memory within
+ * RELOAD_MS (its periodic reload; on PostgreSQL a NOTIFY usually brings it in milliseconds), serves
+ * it within JWKS_MEMO_MS more (jwks() is memoized), and a relying party that fetched the JWKS just
+ * before that holds its copy for up to JWKS_MAX_AGE_S (the Cache-Control we send). So a key signs
+ * no sooner than ACTIVATION_LEAD_MS after it was written, which is at least the sum of the three,
+ * plus ACTIVATION_MARGIN_MS for clock differences between instances and slow reloads.
+ */
+export const RELOAD_MS = 30_000;
+/** The JWKS response's `Cache-Control: max-age` (jwks.controller.ts). */
+export const JWKS_MAX_AGE_S = 60;
+/** How long jwks() reuses the JWK Set it built. */
+export const JWKS_MEMO_MS = 5_000;
+export const ACTIVATION_MARGIN_MS = 25_000;
+/** 120 s: how long a key is published before it may sign. */
+export const ACTIVATION_LEAD_MS = JWKS_MAX_AGE_S * 1000 + RELOAD_MS + JWKS_MEMO_MS + ACTIVATION_MARGIN_MS;
+
+/** What the rows say, read in the lock: `activates_at` of a legacy row written as current without one is its creation. */
+function activationOf(row: Pick<SigningKey, 'activates_at' | 'status' | 'created_at'>): number | null {
+  if (row.activates_at) return row.activates_at.getTime();
+  return row.status === 'current' ? row.created_at.getTime() : null;
+}
+
+/** A next key: published, not scheduled, not retired. */
+const isNextRow = (row: SigningKey) => row.status === 'next' && !row.activates_at;
+
+/** What a set of published keys lacks at `t`: a key that signs, a next key. */
+function lacking(keys: { activatesAt: number | null; next: boolean }[], t: number): { signer: boolean; next: boolean } {
+  return { signer: !keys.some((k) => k.activatesAt !== null && k.activatesAt <= t), next: !keys.some((k) => k.next) };
+}
+
+/** Whether scheduled key `a` comes after `b`: a later activation, else a later creation, else a greater kid. */
+function laterInSchedule(a: { kid: string; activatesAt: number | null; createdAt: Date }, b: { kid: string; activatesAt: number | null; createdAt: Date }): boolean {
+  if (a.activatesAt !== b.activatesAt) return a.activatesAt! > b.activatesAt!;
+  if (a.createdAt.getTime() !== b.createdAt.getTime()) return a.createdAt.getTime() > b.createdAt.getTime();
+  return a.kid > b.kid;
+}
+
+/**
+ * The key that signs at `t`: the one with the greatest activation time <= t (ties: the newest,
+ * then the greatest kid, so every instance picks the same), with the next activation after `t`.
+ * Keys that are not scheduled (activatesAt null) never sign.
+ */
+export function signerAt<K extends { kid: string; activatesAt: number | null; createdAt: Date }>(keys: Iterable<K>, t: number): { signer?: K; since: number; until: number } {
+  let signer: K | undefined;
+  let until = Infinity;
+  for (const k of keys) {
+    const at = k.activatesAt;
+    if (at === null) continue;
+    if (at > t) {
+      until = Math.min(until, at);
+      continue;
+    }
+    if (!signer || laterInSchedule(k, signer)) signer = k;
+  }
+  return { signer, since: signer ? signer.activatesAt! : -Infinity, until };
+}
 
 const CLOCK_TOLERANCE_S = 5;
 /** How many verified JWTs are remembered (about 1 KiB each). */
@@ -86,16 +151,30 @@ export function checkCached(v: JWTVerifyResult, opts: { typ?: string; audience?:
 /**
  * Every signature and every verification of our own JWTs goes through here. Keys are loaded once
  * into memory as KeyObjects (private parts unsealed once, never re-parsed per request) and
- * reloaded every 30 s and on an unknown `kid`, so a rotation made by another replica is seen.
+ * reloaded every 30 s, on an unknown `kid`, and (PostgreSQL) when another instance announces a
+ * change, so a rotation made by another replica is seen.
+ *
+ * Publish before signing (Auth0's "next key"): besides the signer there is always a published next
+ * key that no one signs with. A rotation schedules it (`activates_at`) no sooner than
+ * ACTIVATION_LEAD_MS after it was written, so every instance and every relying party's cached JWKS
+ * hold it before any token it signs, and inserts a new next key. The signer at a time t is the key
+ * with the greatest `activates_at` <= t, decided from memory: nothing is written when t passes, so
+ * every instance switches at the same instant by its own clock.
  */
 @Injectable()
 export class KeysService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('KeysService');
   private keys = new Map<string, LoadedKey>();
-  private currentKid?: string;
+  /** The signer, from `signerSince` (its activation) until `switchAt` (the next activation), as last computed. */
+  private signer?: LoadedKey;
+  private signerSince = Infinity;
+  private switchAt = -Infinity;
   private timer?: NodeJS.Timeout;
+  private listener?: KeyChangeListener;
   private lastReload = 0;
-  private jwksCache?: { at: number; body: { keys: Record<string, unknown>[] } };
+  private reloading?: Promise<void>;
+  private reloadAgain?: Promise<void>;
+  private jwksCache?: { at: number; until: number; body: { keys: Record<string, unknown>[] } };
   /**
    * JWTs whose signature has been verified here, with their decoded parts (bounded, oldest out
    * first). A bearer token is presented many times in its life: the signature of the same bytes
@@ -112,19 +191,90 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
 
   async onModuleInit(): Promise<void> {
     await this.reload();
-    if (!this.currentKid) {
-      await this.rotate({ alg: this.config.signingAlg, retireAfterSeconds: 0, reason: 'initial' });
-    }
+    await this.ensureKeys();
     this.timer = setInterval(() => this.reload().catch((e) => this.logger.warn(`key reload failed: ${e.message}`)), RELOAD_MS);
     this.timer.unref();
+    if (this.db.options.type === 'postgres') {
+      this.listener = new KeyChangeListener(this.db, () => void this.reload().catch((e) => this.logger.warn(`key reload failed: ${e.message}`)));
+      await this.listener.start();
+    }
   }
 
-  onModuleDestroy(): void {
+  async onModuleDestroy(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    await this.listener?.stop();
   }
 
-  /** Reads the published keys from the database and unseals the private parts of new ones. */
-  async reload(): Promise<void> {
+  /**
+   * Makes sure there is a signer and a next key. An empty table gets both (the first signer from
+   * now: nothing is ahead of it); a table without a next key (an upgrade) gets one. Two instances
+   * booting at once on one database make one key set: the keys are generated outside (in parallel),
+   * but written in one transaction under the lock, after checking again what is missing; the
+   * instance that finds everything there writes nothing and reloads.
+   */
+  private async ensureKeys(): Promise<void> {
+    const held = [...this.keys.values()].map((k) => ({ activatesAt: k.activatesAt, next: k.activatesAt === null && !k.publishUntil }));
+    const wanted = lacking(held, Date.now());
+    if (!wanted.signer && !wanted.next) return;
+    const alg = this.config.signingAlg;
+    const [signer, next] = await Promise.all([wanted.signer ? this.newKey(alg) : undefined, wanted.next ? this.newKey(alg) : undefined]);
+    const written: string[] = [];
+    await this.db.transaction(async (m) => {
+      await this.lock(m);
+      const repo = m.getRepository(SigningKey);
+      const at = Date.now();
+      const rows = (await repo.find()).filter((r) => !r.publish_until || r.publish_until.getTime() > at);
+      const still = lacking(rows.map((r) => ({ activatesAt: activationOf(r), next: isNextRow(r) })), at);
+      const created = new Date(at);
+      if (still.signer) {
+        const key = signer ?? (await this.newKey(alg));
+        await repo.insert({ ...key.row, status: 'current', created_at: created, activates_at: created, publish_until: null });
+        written.push(`${key.row.kid} (${alg}, signing from now)`);
+      }
+      if (still.next) {
+        const key = next ?? (await this.newKey(alg));
+        await repo.insert({ ...key.row, status: 'next', created_at: created, activates_at: null, publish_until: null });
+        written.push(`${key.row.kid} (${alg}, next)`);
+      }
+      if (written.length) await this.notify(m);
+    });
+    await this.reload();
+    for (const w of written) this.logger.log(`signing key ${w} created`);
+  }
+
+  /**
+   * Serializes the writers of the signing keys (boot and rotation), so that the schedule stays one
+   * line: on PostgreSQL with a transaction-scoped advisory lock per schema (a later writer then sees
+   * the earlier one's rows); SQLite has one writer at a time already.
+   */
+  private async lock(m: EntityManager): Promise<void> {
+    if (this.db.options.type === 'postgres') await m.query(`SELECT pg_advisory_xact_lock(hashtext('idp:signing-keys:' || current_schema()))`);
+  }
+
+  /** Tells the other instances, at commit (PostgreSQL), to reload the keys. */
+  private async notify(m: EntityManager): Promise<void> {
+    if (this.db.options.type === 'postgres') await m.query(NOTIFY_KEYS_CHANGED);
+  }
+
+  /**
+   * Reads the published keys from the database and unseals the private parts of new ones. Calls
+   * overlapping one that is running are served by one more reload after it (never out of order).
+   */
+  reload(): Promise<void> {
+    if (!this.reloading) {
+      this.reloading = this.readKeys().finally(() => (this.reloading = undefined));
+      return this.reloading;
+    }
+    this.reloadAgain ??= this.reloading
+      .catch(() => undefined)
+      .then(() => {
+        this.reloadAgain = undefined;
+        return this.reload();
+      });
+    return this.reloadAgain;
+  }
+
+  private async readKeys(): Promise<void> {
     this.lastReload = Date.now();
     const rows = await this.db
       .getRepository(SigningKey)
@@ -132,23 +282,29 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       .addSelect('k.private_sealed')
       .orderBy('k.created_at', 'DESC')
       .getMany();
+    const now = Date.now();
     const next = new Map<string, LoadedKey>();
-    let current: LoadedKey | undefined;
     for (const row of rows) {
-      if (row.status === 'previous' && row.publish_until && row.publish_until.getTime() < Date.now()) continue;
+      if (row.publish_until && row.publish_until.getTime() <= now) continue;
       const known = this.keys.get(row.kid);
-      const loaded: LoadedKey = known ? { ...known, status: row.status, publishUntil: row.publish_until } : await this.load(row);
-      next.set(row.kid, loaded);
-      // The newest key marked current wins (two replicas booting at once may both create one).
-      if (row.status === 'current' && !current) current = loaded;
+      const activatesAt = activationOf(row);
+      next.set(row.kid, known ? { ...known, createdAt: row.created_at, activatesAt, publishUntil: row.publish_until } : await this.load(row, activatesAt));
     }
     this.keys = next;
-    this.currentKid = current?.kid;
+    this.schedule(now);
     this.jwksCache = undefined;
   }
 
+  /** Computes the signer at `now` and until when it signs. */
+  private schedule(now: number): void {
+    const { signer, since, until } = signerAt(this.keys.values(), now);
+    this.signer = signer;
+    this.signerSince = since;
+    this.switchAt = until;
+  }
+
   /** Unseals and parses a key once, as KeyObjects and as CryptoKeys. */
-  private async load(row: SigningKey): Promise<LoadedKey> {
+  private async load(row: SigningKey, activatesAt: number | null): Promise<LoadedKey> {
     const alg = row.alg as SigningAlg;
     const privateJwk = JSON.parse(this.unseal(row)) as JsonWebKey;
     const { kid: _k, alg: _a, use: _u, ...publicJwk } = row.public_jwk as JsonWebKey & { kid?: string; use?: string };
@@ -156,12 +312,12 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     return {
       kid: row.kid,
       alg,
-      status: row.status,
       publicJwk: row.public_jwk,
       publicKey: createPublicKey({ key: row.public_jwk as never, format: 'jwk' }),
       privateKey: createPrivateKey({ key: privateJwk as never, format: 'jwk' }),
       verifyKey: await webcrypto.subtle.importKey('jwk', publicJwk, params, true, ['verify']),
       createdAt: row.created_at,
+      activatesAt,
       publishUntil: row.publish_until,
     };
   }
@@ -174,53 +330,95 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /**
-   * Makes a new key current. The previous current key keeps being published (and accepted) for
-   * `retireAfterSeconds`, the longest lifetime of a token it may have signed.
-   */
-  async rotate(opts: { alg?: SigningAlg; retireAfterSeconds: number; actor?: string; reason?: string; ctx?: RequestContext }): Promise<KeyView> {
-    const alg = opts.alg ?? this.config.signingAlg;
+  /** A new key pair of `alg`, its private JWK sealed (bound to its kid) before it goes anywhere. */
+  private async newKey(alg: SigningAlg): Promise<{ row: Pick<SigningKey, 'kid' | 'alg' | 'public_jwk' | 'private_sealed'> }> {
     const { publicKey, privateKey } = await generate(alg);
     const publicJwk = publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
     const kid = await calculateJwkThumbprint(publicJwk as never, 'sha256');
     const sealed = this.config.keyring.seal(JSON.stringify(privateKey.export({ format: 'jwk' })), `signing-key:${kid}`);
-    const now = new Date();
-    const publishUntil = new Date(now.getTime() + opts.retireAfterSeconds * 1000);
-    let previousKid: string | undefined;
+    return { row: { kid, alg, public_jwk: { ...publicJwk, kid, alg, use: 'sig' }, private_sealed: sealed } };
+  }
+
+  /**
+   * Rotation: the next key (published since it was written) is scheduled to sign from
+   * max(now, its creation + ACTIVATION_LEAD_MS), so at once if it has been published that long;
+   * the key signing before it stays published (and accepted) until `retireAfterSeconds` after that
+   * activation, the longest lifetime of a token it may sign until then; a new next key is written.
+   * When `alg` is not the next key's, a fresh key of `alg` is scheduled instead, from now + the
+   * lead (it has not been published yet), and the next key of the other algorithm is retired (it
+   * never signed). Returns the scheduled key.
+   */
+  async rotate(opts: { alg?: SigningAlg; retireAfterSeconds: number; actor?: string; reason?: string; ctx?: RequestContext }): Promise<KeyView> {
+    const alg = opts.alg ?? this.config.signingAlg;
+    // Keys are generated before the lock is taken (RSA takes ~100 ms): the new next key always, and
+    // a key to schedule when no next key of `alg` is in memory.
+    const haveNext = [...this.keys.values()].some((k) => k.activatesAt === null && !k.publishUntil && k.alg === alg);
+    const [fresh, next] = await Promise.all([haveNext ? undefined : this.newKey(alg), this.newKey(alg)]);
+    let scheduled!: { kid: string; activatesAt: number; previousKid?: string };
     await this.db.transaction(async (m) => {
-      // Rotations are serialized so that exactly one key is current afterwards: on PostgreSQL with a
-      // transaction-scoped advisory lock (a later rotation then sees the earlier one's key and
-      // demotes it); SQLite has one writer at a time already.
-      if (this.db.options.type === 'postgres') await m.query(`SELECT pg_advisory_xact_lock(hashtext('idp:key-rotation'))`);
+      await this.lock(m);
       const repo = m.getRepository(SigningKey);
-      const previous = await repo.find({ where: { status: 'current' } });
-      previousKid = previous[0]?.kid;
-      if (previous.length) await repo.update(previous.map((p) => p.kid), { status: 'previous', publish_until: publishUntil });
-      const jwk: Record<string, unknown> = { ...publicJwk, kid, alg, use: 'sig' };
-      await repo.insert({ kid, alg, public_jwk: jwk as SigningKey['public_jwk'], private_sealed: sealed, status: 'current', created_at: now, publish_until: null });
+      const now = Date.now();
+      const rows = (await repo.find()).filter((r) => !r.publish_until || r.publish_until.getTime() > now);
+      const candidate = rows.filter((r) => isNextRow(r) && r.alg === alg).sort((a, b) => a.created_at.getTime() - b.created_at.getTime())[0];
+      const signers = rows.filter((r) => activationOf(r) !== null).sort((a, b) => activationOf(a)! - activationOf(b)!);
+      const latest = signers.at(-1);
+      // Never at or before a key already scheduled: the schedule is one line, each key after the one before.
+      const after = latest ? activationOf(latest)! + 1 : -Infinity;
+      const activatesAt = Math.max(candidate ? candidate.created_at.getTime() + ACTIVATION_LEAD_MS : now + ACTIVATION_LEAD_MS, now, after);
+      let kid: string;
+      if (candidate) {
+        kid = candidate.kid;
+        await repo.update({ kid }, { status: 'current', activates_at: new Date(activatesAt) });
+      } else {
+        const key = fresh ?? (await this.newKey(alg));
+        kid = key.row.kid;
+        await repo.insert({ ...key.row, status: 'current', created_at: new Date(now), activates_at: new Date(activatesAt), publish_until: null });
+      }
+      // The key signing just before `activatesAt` (and any other scheduled key still without an end,
+      // which only an older version's race could leave) stops being published once every token it
+      // may sign until then has expired.
+      const ending = signers.filter((r) => !r.publish_until).map((r) => r.kid);
+      if (ending.length) await repo.update(ending, { status: 'previous', publish_until: new Date(activatesAt + opts.retireAfterSeconds * 1000) });
+      const unused = rows.filter((r) => isNextRow(r) && r.kid !== kid).map((r) => r.kid);
+      if (unused.length) await repo.update(unused, { status: 'previous', publish_until: new Date(now) });
+      await repo.insert({ ...next.row, status: 'next', created_at: new Date(now), activates_at: null, publish_until: null });
+      await this.notify(m);
+      scheduled = { kid, activatesAt, previousKid: latest?.kid };
     });
     await this.reload();
-    this.logger.log(`signing key ${kid} (${alg}) is now current${opts.reason ? ` (${opts.reason})` : ''}`);
-    if (opts.reason !== 'initial') await this.events.emit('key.rotated', { kid, previousKid, actor: opts.actor }, opts.ctx);
-    return this.view(this.keys.get(kid)!);
+    const when = scheduled.activatesAt <= Date.now() ? 'now' : `at ${new Date(scheduled.activatesAt).toISOString()}`;
+    this.logger.log(`signing key ${scheduled.kid} (${alg}) signs from ${when}; ${next.row.kid} is the next key${opts.reason ? ` (${opts.reason})` : ''}`);
+    await this.events.emit('key.rotated', { kid: scheduled.kid, previousKid: scheduled.previousKid, actor: opts.actor }, opts.ctx);
+    return this.view(this.keys.get(scheduled.kid)!, Date.now());
   }
 
+  /** Every published key, newest first, with its status now. */
   list(): KeyView[] {
-    return [...this.keys.values()].map((k) => this.view(k));
-  }
-
-  private view(k: LoadedKey): KeyView {
-    return { kid: k.kid, alg: k.alg, status: k.status, created_at: k.createdAt.toISOString(), publish_until: k.publishUntil?.toISOString() ?? null };
-  }
-
-  /** The JWK Set (RFC 7517 §5): the current key and every previous key still within its window. */
-  jwks(): { keys: Record<string, unknown>[] } {
-    if (this.jwksCache && Date.now() - this.jwksCache.at < 5_000) return this.jwksCache.body;
     const now = Date.now();
-    const keys = [...this.keys.values()]
-      .filter((k) => k.status === 'current' || !k.publishUntil || k.publishUntil.getTime() > now)
-      .map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }));
-    this.jwksCache = { at: now, body: { keys } };
+    return [...this.keys.values()].filter((k) => !k.publishUntil || k.publishUntil.getTime() > now).map((k) => this.view(k, now));
+  }
+
+  private view(k: LoadedKey, now: number): KeyView {
+    const status: KeyStatus = k === this.signerAt(now) ? 'current' : k.activatesAt === null || k.activatesAt > now ? 'next' : 'previous';
+    return {
+      kid: k.kid, alg: k.alg, status, created_at: k.createdAt.toISOString(),
+      activates_at: k.activatesAt === null ? null : new Date(k.activatesAt).toISOString(), publish_until: k.publishUntil?.toISOString() ?? null,
+    };
+  }
+
+  /**
+   * The JWK Set (RFC 7517 §5): every key any instance may sign with now or next: the next key(s),
+   * the scheduled ones, the signer, and the previous ones until their `publish_until`.
+   */
+  jwks(): { keys: Record<string, unknown>[] } {
+    const now = Date.now();
+    if (this.jwksCache && now >= this.jwksCache.at && now < this.jwksCache.until) return this.jwksCache.body;
+    const published = [...this.keys.values()].filter((k) => !k.publishUntil || k.publishUntil.getTime() > now);
+    const keys = published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }));
+    // Reused for JWKS_MEMO_MS, but never past the moment a key leaves it.
+    const until = Math.min(now + JWKS_MEMO_MS, ...published.map((k) => k.publishUntil?.getTime() ?? Infinity));
+    this.jwksCache = { at: now, until, body: { keys } };
     return this.jwksCache.body;
   }
 
@@ -229,8 +427,15 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     return [...new Set([this.current().alg, ...SIGNING_ALGS.filter((a) => [...this.keys.values()].some((k) => k.alg === a))])];
   }
 
+  /** The key that signs at `now`, computed again only when `now` leaves the span it was computed for. */
+  private signerAt(now: number): LoadedKey | undefined {
+    if (now >= this.switchAt || now < this.signerSince) this.schedule(now);
+    return this.signer;
+  }
+
+  /** The signing key now: two comparisons per call (the span it was computed for), as it runs for every token. */
   current(): LoadedKey {
-    const k = this.currentKid ? this.keys.get(this.currentKid) : undefined;
+    const k = this.signerAt(Date.now());
     if (!k || !k.privateKey) throw new Error('no current signing key');
     return k;
   }
@@ -260,7 +465,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       key = this.keys.get(kid);
     }
     if (!key) throw new joseErrors.JWKSNoMatchingKey();
-    if (key.status === 'previous' && key.publishUntil && key.publishUntil.getTime() < Date.now()) throw new joseErrors.JWKSNoMatchingKey();
+    if (key.publishUntil && key.publishUntil.getTime() <= Date.now()) throw new joseErrors.JWKSNoMatchingKey();
     const cached = this.verified.get(jwt);
     if (cached && cached.kid === key.kid) return checkCached(cached, opts, this.config.issuer);
     const result = await jwtVerify(jwt, key.verifyKey, {

@@ -15,8 +15,9 @@ export class RotateKeyDto {
 export class KeyViewDto {
   @ApiProperty() kid: string;
   @ApiProperty() alg: string;
-  @ApiProperty({ enum: ['current', 'previous'] }) status: string;
+  @ApiProperty({ enum: ['next', 'current', 'previous'], description: 'next: published, not signing yet; current: signs now; previous: signed before the current one' }) status: string;
   @ApiProperty() created_at: string;
+  @ApiProperty({ nullable: true, type: String, description: 'when the key starts signing; null for the next key until a rotation schedules it' }) activates_at: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'a previous key is published until then' }) publish_until: string | null;
 }
 
@@ -36,7 +37,11 @@ export class KeysAdminController {
     return { items: this.keys.list(), next_cursor: null };
   }
 
-  /** A new key becomes current; the previous one stays published until every token it signed has expired. */
+  /**
+   * The published next key becomes current: at once if it has been published for the activation
+   * lead, else at its `activates_at` (the answer). The key signing until then stays published until
+   * every token it signed has expired, and a new next key is published.
+   */
   @Post('rotate')
   @HttpCode(201)
   @RequireScopes('write:keys')
