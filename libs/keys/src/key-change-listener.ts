@@ -33,6 +33,11 @@ export class KeyChangeListener {
     await this.connect(false);
   }
 
+  /** The PostgreSQL backend process of the listening connection, while there is one (pg_stat_activity.pid). */
+  get backendPid(): number | undefined {
+    return (this.client as (Client & { processID?: number }) | undefined)?.processID ?? undefined;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
@@ -98,6 +103,8 @@ export class KeyChangeListener {
       connectionString: o.url, host: o.host, user: o.username, password: o.password, database: o.database, port: o.port, ssl: o.ssl,
       connectionTimeoutMillis: o.connectTimeoutMS, application_name: o.applicationName,
       ...extra,
+      // Nothing but LISTEN runs on it, and it waits for good.
+      statement_timeout: undefined, idle_in_transaction_session_timeout: undefined,
     } as ClientConfig;
   }
 }
