@@ -20,7 +20,8 @@ export interface IdpEventMap {
   'api.deleted': { apiId: string; identifier: string; actor?: string };
   'client_grant.created': { grantId: string; clientId: string; audience: string; actor?: string };
   'client_grant.deleted': { grantId: string; clientId: string; audience: string; actor?: string };
-  'key.rotated': { kid: string; previousKid?: string; actor?: string };
+  /** `kid` signs from `activatesAt` (ISO 8601), after `previousKid`. */
+  'key.rotated': { kid: string; previousKid?: string; activatesAt?: string; actor?: string };
   'token.issued': { clientId: string; grantType: string; userId?: string; audience: string[]; jti: string; scope: string };
   'token.revoked': { clientId: string; tokenType: 'access_token' | 'refresh_token'; userId?: string };
   'token.refresh_reused': { clientId: string; userId: string; familyId: string };

@@ -7,7 +7,7 @@ import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { CryptoKey, JWTPayload, SignJWT, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, generateKeyPair, jwtVerify } from 'jose';
-import { CoreModule, SecretKeyring, loadConfig } from '@idp/core';
+import { CoreModule, IdpEvents, SecretKeyring, loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';
 import { JwksController } from './jwks.controller';
 import { KeysModule } from './keys.module';
@@ -300,6 +300,13 @@ describe('KeysService', () => {
       // A clock set back before the activation gets the old signer back: the schedule, not the past, decides.
       jest.setSystemTime(at(view.activates_at) - 1000);
       expect(keys.current().kid).toBe(oldKid);
+    });
+
+    it('announces the rotation (key.rotated) with the key that signs next, from when, and the key before it', async () => {
+      const oldKid = keys.current().kid;
+      const emit = jest.spyOn(moduleRef.get(IdpEvents), 'emit');
+      const view = await keys.rotate({ retireAfterSeconds: 60, actor: 'admin-client' });
+      expect(emit).toHaveBeenCalledWith('key.rotated', { kid: view.kid, previousKid: oldKid, activatesAt: view.activates_at, actor: 'admin-client' }, undefined);
     });
 
     it('makes a next key published for longer than the lead sign at once', async () => {

@@ -389,7 +389,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     await this.reload();
     const when = scheduled.activatesAt <= Date.now() ? 'now' : `at ${new Date(scheduled.activatesAt).toISOString()}`;
     this.logger.log(`signing key ${scheduled.kid} (${alg}) signs from ${when}; ${next.row.kid} is the next key${opts.reason ? ` (${opts.reason})` : ''}`);
-    await this.events.emit('key.rotated', { kid: scheduled.kid, previousKid: scheduled.previousKid, actor: opts.actor }, opts.ctx);
+    await this.events.emit('key.rotated', { kid: scheduled.kid, previousKid: scheduled.previousKid, activatesAt: new Date(scheduled.activatesAt).toISOString(), actor: opts.actor }, opts.ctx);
     return this.view(this.keys.get(scheduled.kid)!, Date.now());
   }
 
