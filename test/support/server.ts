@@ -88,7 +88,7 @@ export async function startServer(env: Record<string, string> = {}, rootModule: 
         const res = await fetch(`${url}/oauth/token`, {
           method: 'POST',
           headers: { authorization: basic(ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET), 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ grant_type: 'client_credentials', audience: `${url}/admin`, ...(scope !== undefined ? { scope } : {}) }),
+          body: new URLSearchParams({ grant_type: 'client_credentials', audience: config.adminAudience, ...(scope !== undefined ? { scope } : {}) }),
         });
         const body = await res.json();
         if (res.status !== 200) throw new Error(`admin token: ${res.status} ${JSON.stringify(body)}`);

@@ -4,6 +4,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, In, PrimaryColumn } from 'typeorm';
 import { IdpConfig } from './config';
 import { sha256 } from './crypto';
+import { retryOnDbConflict } from './db-errors';
 
 /**
  * A failure counter (CONTRACT §5): a sign-in or client-authentication key and how often it failed
@@ -27,22 +28,56 @@ export interface LockKey {
 export interface LockState {
   /** Seconds until every lock on these keys has passed (0 = not locked). */
   retryAfter: number;
-  /** Whether any of the keys has failures recorded (so a success has something to clear). */
+  /** Whether any of the keys has failures recorded. */
   dirty: boolean;
 }
 
-const CLEAN_CACHE_MS = 1_000;
+/**
+ * One attempt taken on a set of keys before its credential is checked (LockoutService.attempt).
+ * `retryAfter` > 0: refused, nothing was counted and nothing may be checked. Otherwise the attempt
+ * already counts as a failure on every key; `lockedFor` is the lock that this count put in place
+ * (0 = none), which stands if the check fails and is lifted by `succeed`.
+ */
+export interface LockAttempt {
+  readonly keys: readonly LockKey[];
+  readonly retryAfter: number;
+  readonly lockedFor: number;
+}
 
 /** Counters forget failures older than this (a user who mistypes once a week never locks). */
 const FORGET_AFTER_S = 24 * 3600;
+/** How often idle counters (nothing for FORGET_AFTER_S, not locked) are removed from the database. */
+const PURGE_EVERY_MS = 10 * 60_000;
 
-/** Where the counters live: the database by default, Redis when REDIS_URL is set. */
+/** The lock schedule: IDP_LOCKOUT_SECONDS at the threshold, doubling with each further failure, up to IDP_LOCKOUT_MAX_SECONDS. */
+export interface LockSchedule {
+  base: number;
+  max: number;
+}
+
+/** A key to give an attempt back to: `reset` sets its count to zero, otherwise it counts one failure less. */
+export interface ReleaseKey extends LockKey {
+  reset: boolean;
+}
+
+/**
+ * Where the counters live: the database by default, Redis when REDIS_URL is set. `take` is the
+ * atomic check-and-count: one step per key that either refuses (the key is locked) or adds one
+ * failure and, at the threshold, locks. Every statement takes its rows in the keys' sorted order,
+ * so two attempts can never wait on each other (no deadlock).
+ */
 export interface LockoutStore {
   /** Latest lock end (ms since the epoch, 0 if none) over the keys, and whether any has failures. */
   check(keys: string[]): Promise<{ until: number; dirty: boolean }>;
-  /** Adds one failure; at `threshold` or beyond, locks for base × 2^(failures − threshold) s, capped. Returns the lock's seconds, or 0. */
-  fail(key: string, threshold: number, baseSeconds: number, maxSeconds: number): Promise<number>;
-  clear(keys: string[]): Promise<void>;
+  /**
+   * All or nothing: when any key is locked, counts nothing and answers the latest lock end;
+   * otherwise counts one failure on every key and answers the longest lock that this put in place.
+   */
+  take(keys: readonly LockKey[], schedule: LockSchedule, now: number): Promise<{ lockedUntil: number; lockedFor: number }>;
+  /** Gives one attempt back per key (see ReleaseKey); a key below its threshold afterwards is unlocked. */
+  release(keys: readonly ReleaseKey[], now: number): Promise<void>;
+  /** Removes counters idle since before `forgetBefore` and not locked (a database has no expiry of its own). */
+  purge?(forgetBefore: number, now: number): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -50,82 +85,195 @@ export function lockSeconds(failures: number, threshold: number, base: number, m
   return failures >= threshold ? Math.min(base * 2 ** Math.min(failures - threshold, 30), max) : 0;
 }
 
-/** Counters in the `lockouts` table: one conditional upsert per failure (atomic on SQLite and PostgreSQL). */
+/** The distinct lock lengths past the threshold: base, 2 × base, … up to and including the cap. */
+export function lockSteps(schedule: LockSchedule): number[] {
+  const steps: number[] = [];
+  for (let d = 0; d <= 30; d++) {
+    const s = lockSeconds(d, 0, schedule.base, schedule.max);
+    steps.push(s);
+    if (s >= schedule.max) break;
+  }
+  return steps;
+}
+
+const byKey = <T extends { key: string }>(a: T, b: T) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/**
+ * Counters in the `lockouts` table. `take` and `release` are one multi-row upsert each (atomic on
+ * SQLite and PostgreSQL, rows locked in the keys' order); a conflicting statement on PostgreSQL is
+ * run again rather than failing the request.
+ */
 export class DatabaseLockoutStore implements LockoutStore {
   constructor(private readonly db: DataSource) {}
 
+  private get pg(): boolean {
+    return this.db.options.type === 'postgres';
+  }
+
+  private get table(): string {
+    return this.db.getRepository(Lockout).metadata.tablePath;
+  }
+
+  /** Numbered ($n) or positional (?) parameters, timestamps typed where PostgreSQL cannot infer them. */
+  private params() {
+    const values: unknown[] = [];
+    const pg = this.pg;
+    const add = (v: unknown, cast?: 'timestamp' | 'integer'): string => {
+      values.push(v instanceof Date && !pg ? sqliteDate(v) : v);
+      const p = pg ? `$${values.length}` : '?';
+      return pg && cast ? `CAST(${p} AS ${cast})` : p;
+    };
+    return { values, add };
+  }
+
   async check(keys: string[]) {
     const rows = await this.db.getRepository(Lockout).find({ where: { key: In(keys) } });
-    return { until: Math.max(0, ...rows.map((r) => r.locked_until?.getTime() ?? 0)), dirty: rows.length > 0 };
+    return {
+      until: Math.max(0, ...rows.map((r) => r.locked_until?.getTime() ?? 0)),
+      dirty: rows.some((r) => r.failures > 0),
+    };
   }
 
-  async fail(key: string, threshold: number, base: number, max: number): Promise<number> {
-    const now = new Date();
-    const forget = new Date(now.getTime() - FORGET_AFTER_S * 1000);
-    const pg = this.db.options.type === 'postgres';
-    const p = (i: number) => (pg ? `$${i}` : '?');
-    const repo = this.db.getRepository(Lockout);
-    const table = repo.metadata.tablePath;
-    return this.db.transaction(async (m) => {
-      // Concurrent failures each add one (row lock on PostgreSQL, the single writer on SQLite).
-      const rows: { failures: number }[] = await m.query(
-        `INSERT INTO ${table} (key, failures, locked_until, last_failure_at) VALUES (${p(1)}, 1, NULL, ${p(2)})
-         ON CONFLICT (key) DO UPDATE SET
-           failures = CASE WHEN ${table}.last_failure_at < ${p(3)} THEN 1 ELSE ${table}.failures + 1 END,
-           last_failure_at = ${p(4)}
-         RETURNING failures`,
-        [key, now, forget, now].map((v) => (v instanceof Date && !pg ? sqliteDate(v) : v)),
-      );
-      const seconds = lockSeconds(Number(rows[0]?.failures ?? 1), threshold, base, max);
-      if (seconds) await m.getRepository(Lockout).update({ key }, { locked_until: new Date(now.getTime() + seconds * 1000) });
-      return seconds;
-    });
+  async take(keys: readonly LockKey[], schedule: LockSchedule, now: number) {
+    const sorted = [...keys].sort(byKey);
+    const at = new Date(now);
+    const steps = lockSteps(schedule);
+    const { values, add } = this.params();
+    const t = this.table;
+    // SQLite's parameters are positional: each piece below adds its values when it is written,
+    // and the template is written left to right, so values and placeholders stay in step.
+    // The failures after this attempt (a counter idle for a day starts again at one) …
+    const failures = () => `(CASE WHEN ${t}.last_failure_at < ${add(new Date(now - FORGET_AFTER_S * 1000), 'timestamp')} THEN 1 ELSE ${t}.failures + 1 END)`;
+    // … beyond this key's threshold (0 = at the threshold) …
+    const beyond = () => `(${failures()} - CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${add(k.threshold, 'integer')}`).join(' ')} END)`;
+    // … and the lock that puts in place: none below the threshold, then the schedule's steps up to the cap.
+    const capped = () => `(CASE WHEN ${beyond()} < 0 THEN NULL ELSE ${add(new Date(now + steps[steps.length - 1] * 1000), 'timestamp')} END)`;
+    const lock = () =>
+      steps.length > 1
+        ? `CASE ${beyond()} ${steps.slice(0, -1).map((s, d) => `WHEN ${d} THEN ${add(new Date(now + s * 1000), 'timestamp')}`).join(' ')} ELSE ${capped()} END`
+        : capped();
+    const sql = `INSERT INTO ${t} (key, failures, locked_until, last_failure_at) VALUES ${sorted
+      .map((k) => {
+        // A brand-new counter holds one failure: locked at once only with a threshold of 1.
+        const first = k.threshold <= 1 ? new Date(now + steps[0] * 1000) : null;
+        return `(${add(k.key)}, 1, ${add(first, 'timestamp')}, ${add(at, 'timestamp')})`;
+      })
+      .join(', ')}
+      ON CONFLICT (key) DO UPDATE SET failures = ${failures()}, locked_until = ${lock()}, last_failure_at = excluded.last_failure_at
+      WHERE ${t}.locked_until IS NULL OR ${t}.locked_until <= ${add(at, 'timestamp')}
+      RETURNING key, locked_until`;
+    // A locked key is left as it is and returns no row: the attempt is refused.
+    const returned: { key: string; locked_until: string | Date | null }[] = await retryOnDbConflict(() => this.db.query(sql, values));
+    const ms = (v: string | Date | null) => (v === null ? 0 : v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
+    if (returned.length < sorted.length) {
+      const taken = new Set(returned.map((r) => r.key));
+      const locked = sorted.filter((k) => !taken.has(k.key));
+      const { until } = await this.check(locked.map((k) => k.key));
+      // Give back what this attempt counted on the keys that were not locked.
+      await this.release(sorted.filter((k) => taken.has(k.key)).map((k) => ({ ...k, reset: false })), now);
+      return { lockedUntil: Math.max(until, now + 1000), lockedFor: 0 };
+    }
+    const lockedFor = Math.max(0, ...returned.map((r) => Math.round((ms(r.locked_until) - now) / 1000)));
+    return { lockedUntil: 0, lockedFor };
   }
 
-  async clear(keys: string[]) {
-    await this.db.getRepository(Lockout).delete({ key: In(keys) });
+  async release(keys: readonly ReleaseKey[], now: number) {
+    if (!keys.length) return;
+    const sorted = [...keys].sort(byKey);
+    const { values, add } = this.params();
+    const t = this.table;
+    const less = () => `(CASE WHEN ${t}.failures > 0 THEN ${t}.failures - 1 ELSE 0 END)`;
+    const sql = `INSERT INTO ${t} (key, failures, locked_until, last_failure_at) VALUES ${sorted.map((k) => `(${add(k.key)}, 0, NULL, ${add(new Date(now), 'timestamp')})`).join(', ')}
+      ON CONFLICT (key) DO UPDATE SET
+        failures = CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${k.reset ? '0' : less()}`).join(' ')} END,
+        locked_until = CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${k.reset ? (this.pg ? 'CAST(NULL AS timestamp)' : 'NULL') : `(CASE WHEN ${less()} < ${add(k.threshold, 'integer')} THEN NULL ELSE ${t}.locked_until END)`}`).join(' ')} END`;
+    await retryOnDbConflict(() => this.db.query(sql, values));
+  }
+
+  async purge(forgetBefore: number, now: number) {
+    const { values, add } = this.params();
+    const t = this.table;
+    const idle = `last_failure_at < ${add(new Date(forgetBefore), 'timestamp')} AND (locked_until IS NULL OR locked_until < ${add(new Date(now), 'timestamp')})`;
+    // PostgreSQL: rows some attempt holds right now are skipped, so the purge never waits on (or deadlocks with) one.
+    const sql = this.pg
+      ? `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE ${idle} LIMIT 10000 FOR UPDATE SKIP LOCKED)`
+      : `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE ${idle} LIMIT 10000)`;
+    await this.db.query(sql, values);
   }
 }
 
 /**
- * Counters in Redis (REDIS_URL), for several replicas without a database write per failure: one
- * hash per key, `failures` and `until`, expiring a day after the last failure. A Lua script makes
- * each failure one atomic step.
+ * Counters in Redis (REDIS_URL), for several replicas without a database write per attempt: one
+ * hash per key, `failures` and `until`, expiring a day after the last failure. Each script runs
+ * atomically over all the keys of an attempt.
  */
 export class RedisLockoutStore implements LockoutStore {
-  private static readonly FAIL = `
-    local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-    redis.call('EXPIRE', KEYS[1], ARGV[5])
-    local threshold, base, max, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-    if failures < threshold then return 0 end
-    local seconds = math.min(base * 2 ^ math.min(failures - threshold, 30), max)
-    redis.call('HSET', KEYS[1], 'until', now + seconds * 1000)
-    return seconds`;
+  /** KEYS: the keys; ARGV: now (ms), forget (s), then per key its threshold, then the schedule (base, max). */
+  private static readonly TAKE = `
+    local now, forget, n = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS
+    local base, max = tonumber(ARGV[3 + n]), tonumber(ARGV[4 + n])
+    local latest = 0
+    for i = 1, n do
+      local u = tonumber(redis.call('HGET', KEYS[i], 'until') or '0')
+      if u > now and u > latest then latest = u end
+    end
+    if latest > 0 then return {latest, 0} end
+    local longest = 0
+    for i = 1, n do
+      local threshold = tonumber(ARGV[2 + i])
+      local failures = redis.call('HINCRBY', KEYS[i], 'failures', 1)
+      redis.call('EXPIRE', KEYS[i], forget)
+      if failures >= threshold then
+        local seconds = math.min(base * 2 ^ math.min(failures - threshold, 30), max)
+        redis.call('HSET', KEYS[i], 'until', now + seconds * 1000)
+        if seconds > longest then longest = seconds end
+      end
+    end
+    return {0, longest}`;
+
+  /** KEYS: the keys; ARGV: per key its threshold, then per key 1 (reset) or 0 (one failure less). */
+  private static readonly RELEASE = `
+    local n = #KEYS
+    for i = 1, n do
+      if ARGV[n + i] == '1' then
+        redis.call('DEL', KEYS[i])
+      elseif redis.call('EXISTS', KEYS[i]) == 1 then
+        local failures = redis.call('HINCRBY', KEYS[i], 'failures', -1)
+        if failures < 0 then redis.call('HSET', KEYS[i], 'failures', 0); failures = 0 end
+        if failures < tonumber(ARGV[i]) then redis.call('HDEL', KEYS[i], 'until') end
+      end
+    end
+    return 0`;
 
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
 
   async check(keys: string[]) {
     const pipeline = this.redis.pipeline();
-    for (const k of keys) pipeline.hget(this.prefix + k, 'until').exists(this.prefix + k);
+    for (const k of keys) pipeline.hget(this.prefix + k, 'until').hget(this.prefix + k, 'failures');
     const results = (await pipeline.exec()) ?? [];
     let until = 0;
     let dirty = false;
     for (let i = 0; i < results.length; i += 2) {
       const [errU, u] = results[i];
-      const [errE, exists] = results[i + 1];
-      if (errU || errE) throw errU ?? errE;
+      const [errF, f] = results[i + 1];
+      if (errU || errF) throw errU ?? errF;
       until = Math.max(until, Number(u ?? 0));
-      dirty ||= Number(exists) > 0;
+      dirty ||= Number(f ?? 0) > 0;
     }
     return { until, dirty };
   }
 
-  async fail(key: string, threshold: number, base: number, max: number): Promise<number> {
-    return Number(await this.redis.eval(RedisLockoutStore.FAIL, 1, this.prefix + key, threshold, base, max, Date.now(), FORGET_AFTER_S));
+  async take(keys: readonly LockKey[], schedule: LockSchedule, now: number) {
+    const [lockedUntil, lockedFor] = (await this.redis.eval(
+      RedisLockoutStore.TAKE, keys.length, ...keys.map((k) => this.prefix + k.key),
+      now, FORGET_AFTER_S, ...keys.map((k) => k.threshold), schedule.base, schedule.max,
+    )) as [number, number];
+    return { lockedUntil: Number(lockedUntil), lockedFor: Number(lockedFor) };
   }
 
-  async clear(keys: string[]) {
-    if (keys.length) await this.redis.del(...keys.map((k) => this.prefix + k));
+  async release(keys: readonly ReleaseKey[]) {
+    if (!keys.length) return;
+    await this.redis.eval(RedisLockoutStore.RELEASE, keys.length, ...keys.map((k) => this.prefix + k.key), ...keys.map((k) => k.threshold), ...keys.map((k) => (k.reset ? 1 : 0)));
   }
 
   async close() {
@@ -134,26 +282,42 @@ export class RedisLockoutStore implements LockoutStore {
 }
 
 /**
- * Brute-force protection: failures are counted per key (in the database, or Redis when
- * REDIS_URL is set, shared by every replica); at a key's threshold it locks for
- * IDP_LOCKOUT_SECONDS, doubling with each further failure up to IDP_LOCKOUT_MAX_SECONDS. While
- * locked, attempts are refused before any password or secret is checked, so they neither count
- * nor cost an argon2 verification.
+ * Brute-force protection (CONTRACT §5): failures are counted per key (in the database, or Redis
+ * when REDIS_URL is set, shared by every replica); at a key's threshold it locks for
+ * IDP_LOCKOUT_SECONDS, doubling with each further failure up to IDP_LOCKOUT_MAX_SECONDS.
+ *
+ * The check and the count are one atomic step taken before any password or secret is verified
+ * (`attempt`): an attempt counts as a failure from the start, and the attempt that reaches the
+ * threshold locks the key at once, so however many arrive together, at most `threshold` of them
+ * are ever checked. A locked key refuses attempts without counting them or costing a verification.
+ * A success gives its attempt back (`succeed`): the account's or client's counters start again
+ * from zero, the address counts one failure less (it keeps the failures it had).
  */
 @Injectable()
 export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
-  private readonly clean = new Map<string, number>();
   private readonly clientKeyCache = new Map<string, readonly LockKey[]>();
+  private purgeTimer?: NodeJS.Timeout;
 
   constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
     this.store = config.redisUrl
       ? new RedisLockoutStore(new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 2000 }), config.redisPrefix)
       : new DatabaseLockoutStore(db);
+    if (this.store.purge) {
+      this.purgeTimer = setInterval(() => void this.purge().catch(() => undefined), PURGE_EVERY_MS);
+      this.purgeTimer.unref();
+    }
   }
 
   async onModuleDestroy(): Promise<void> {
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
     await this.store.close?.();
+  }
+
+  /** Removes counters that have been idle for a day and are not locked. */
+  purge(): Promise<void> {
+    const now = Date.now();
+    return this.store.purge?.(now - FORGET_AFTER_S * 1000, now) ?? Promise.resolve();
   }
 
   /** The keys of a sign-in: the account from this address, the account from anywhere, the address. */
@@ -185,33 +349,32 @@ export class LockoutService implements OnModuleDestroy {
     return keys;
   }
 
+  /** Where the keys stand, without counting anything (for the admin and tests; attempts use `attempt`). */
   async check(keys: readonly LockKey[]): Promise<LockState> {
-    // Every token request checks its client's keys: a clean answer is kept a second per replica
-    // (a lock set on another replica is seen within that second; failures here clear it at once).
-    const id = keys.map((k) => k.key).join(' ');
-    const hit = this.clean.get(id);
-    if (hit && Date.now() - hit < CLEAN_CACHE_MS) return { retryAfter: 0, dirty: false };
     const { until, dirty } = await this.store.check(keys.map((k) => k.key));
-    if (!dirty && until <= Date.now()) {
-      if (this.clean.size >= 10_000) this.clean.clear();
-      this.clean.set(id, Date.now());
-    }
     const now = Date.now();
     return { retryAfter: until > now ? Math.ceil((until - now) / 1000) : 0, dirty };
   }
 
-  /** Records one failure on every key; returns the seconds of the longest lock now in place (0 if none). */
-  async fail(keys: readonly LockKey[]): Promise<number> {
-    this.clean.clear();
-    let longest = 0;
-    for (const k of keys) longest = Math.max(longest, await this.store.fail(k.key, k.threshold, this.config.lockoutSeconds, this.config.lockoutMaxSeconds));
-    return longest;
+  /**
+   * Takes one attempt on the keys before its credential is checked: refused (`retryAfter` > 0)
+   * while any key is locked; otherwise counted as a failure already, to be given back by
+   * `succeed` (or `abandon`, when the check could not be made).
+   */
+  async attempt(keys: readonly LockKey[]): Promise<LockAttempt> {
+    const now = Date.now();
+    const { lockedUntil, lockedFor } = await this.store.take(keys, { base: this.config.lockoutSeconds, max: this.config.lockoutMaxSeconds }, now);
+    return { keys, retryAfter: lockedUntil > now ? Math.ceil((lockedUntil - now) / 1000) : 0, lockedFor };
   }
 
-  /** A success clears the account (or client) counters; the address keeps its count. */
-  async succeed(keys: readonly LockKey[]): Promise<void> {
-    const clear = keys.filter((k) => !k.key.includes(':ip:')).map((k) => k.key);
-    if (clear.length) await this.store.clear(clear);
+  /** The credential was right: the account's (client's) counters start again, the address counts one failure less. */
+  async succeed(attempt: LockAttempt): Promise<void> {
+    await this.store.release(attempt.keys.map((k) => ({ ...k, reset: !k.key.includes(':ip:') })), Date.now());
+  }
+
+  /** The credential could not be checked (an error, not a wrong answer): the attempt is given back on every key. */
+  async abandon(attempt: LockAttempt): Promise<void> {
+    await this.store.release(attempt.keys.map((k) => ({ ...k, reset: false })), Date.now());
   }
 }
 

@@ -35,26 +35,32 @@ export class LocalLoginGuard implements CanActivate {
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<LoginRequest>();
     const username = typeof req.body?.username === 'string' ? req.body.username.slice(0, 320) : '';
-    // Brute-force protection (CONTRACT §5): a locked account or address is refused before any
-    // password check; failures of unknown accounts count the same as those of real ones.
-    const keys = this.lockout.loginKeys(username, req.ip);
-    const state = await this.lockout.check(keys);
-    if (state.retryAfter) {
-      req.loginLocked = state.retryAfter;
+    // Brute-force protection (CONTRACT §5): the attempt is counted, atomically, before the password
+    // is checked, and a locked account or address is refused without a check; failures of unknown
+    // accounts count the same as those of real ones.
+    const attempt = await this.lockout.attempt(this.lockout.loginKeys(username, req.ip));
+    if (attempt.retryAfter) {
+      req.loginLocked = attempt.retryAfter;
       return true;
     }
     // The verdict is `found`, never `req.user`: a signed-in user re-entering a wrong password
     // (prompt=login) still has a session user on the request.
-    const found = await this.authenticate(req, ctx.switchToHttp().getResponse<Response>());
+    let found: User | false;
+    try {
+      found = await this.authenticate(req, ctx.switchToHttp().getResponse<Response>());
+    } catch (err) {
+      await this.lockout.abandon(attempt).catch(() => undefined);
+      throw err;
+    }
     if (!found) {
-      const locked = await this.lockout.fail(keys);
-      if (locked) {
-        req.loginLocked = locked;
-        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
+      // Counted already, by the attempt; the lock it reached (if any) stands.
+      if (attempt.lockedFor) {
+        req.loginLocked = attempt.lockedFor;
+        await this.events.emit('user.locked', { reason: 'account', retryAfter: attempt.lockedFor, ip: req.ip }, RequestContext.of(req));
       }
       return true;
     }
-    if (state.dirty) await this.lockout.succeed(keys);
+    await this.lockout.succeed(attempt);
     // The password is right; a login policy may still say no (its reason is shown to the user).
     if (this.policies.size) {
       const interaction = Interactions.get(req, req.body?.interaction);

@@ -44,18 +44,23 @@ export class ClientAuthenticator {
     basicTried = creds.method === 'client_secret_basic';
     const challenge = (e: OAuthError) => (basicTried ? e.withHeaders(BASIC_CHALLENGE) : e);
 
-    // Brute-force protection (CONTRACT §5): a locked client or address is refused before any check.
-    const keys = this.lockout.clientKeys(creds.clientId.slice(0, 256), req.ip);
-    const state = await this.lockout.check(keys);
-    if (state.retryAfter) throw tooManyAttempts(state.retryAfter);
+    // Brute-force protection (CONTRACT §5): the attempt is counted, atomically, before anything is
+    // checked, and a locked client or address is refused without a check.
+    const attempt = await this.lockout.attempt(this.lockout.clientKeys(creds.clientId.slice(0, 256), req.ip));
+    if (attempt.retryAfter) throw tooManyAttempts(attempt.retryAfter);
     const failed = async (clientId: string | undefined, method: string | undefined, reason: string, err: OAuthError): Promise<never> => {
       await this.fail(clientId, method, reason, req);
-      const locked = await this.lockout.fail(keys);
-      if (locked) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
+      // Counted already, by the attempt; the lock it reached (if any) stands.
+      if (attempt.lockedFor) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: attempt.lockedFor, ip: req.ip }, RequestContext.of(req));
       throw challenge(err);
     };
 
-    const client = await this.clients.findForAuthentication(creds.clientId);
+    // An error that gave no verdict (the database, say) gives the attempt back before it surfaces.
+    const giveBack = async (err: unknown): Promise<never> => {
+      await this.lockout.abandon(attempt).catch(() => undefined);
+      throw err;
+    };
+    const client = await this.clients.findForAuthentication(creds.clientId).catch(giveBack);
     if (!client) return failed(creds.clientId, creds.method, 'unknown client', invalidClient());
     // Spring's check: a client authenticates only with the method it registered.
     if (client.token_endpoint_auth_method !== creds.method) {
@@ -65,9 +70,9 @@ export class ClientAuthenticator {
       await this.registry.get(creds.method)!.verify(client, creds, { endpointUrl: `${this.config.issuer}${req.path}`, ip: req.ip });
     } catch (err) {
       if (err instanceof OAuthError && err.code === 'invalid_client') return failed(client.client_id, creds.method, err.hint ?? err.description, err);
-      throw err;
+      return giveBack(err);
     }
-    if (state.dirty) await this.lockout.succeed(keys);
+    await this.lockout.succeed(attempt);
     delete (client as Partial<Client> & { secret_hash?: unknown }).secret_hash;
     return client;
   }
