@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { IdpConfig } from '@idp/core';
+import { IdpConfig, isUniqueViolation } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 
@@ -19,12 +19,19 @@ export class AdminBootstrap implements OnApplicationBootstrap {
     if (!clientId || !secret) return;
     const api = await this.resources.ensureAdminApi();
     const metadata = { client_name: 'Admin (bootstrap)', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', redirect_uris: [] };
-    const existing = await this.clients.find(clientId);
-    if (existing) {
+    const converge = async () => {
       await this.clients.update(clientId, metadata);
       await this.clients.rotateSecret(clientId, { secret });
-    } else {
-      await this.clients.register(metadata, { clientId, secret });
+    };
+    if (await this.clients.find(clientId)) await converge();
+    else {
+      try {
+        await this.clients.register(metadata, { clientId, secret });
+      } catch (err) {
+        // Another instance booting at the same moment registered it first: make it this one's too.
+        if (!isUniqueViolation(err)) throw err;
+        await converge();
+      }
     }
     await this.resources.ensureGrant(clientId, api);
     this.logger.log(`admin client ${clientId} is ready`);
