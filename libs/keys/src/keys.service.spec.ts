@@ -180,6 +180,16 @@ describe('KeysService', () => {
       expect(payload).toMatchObject({ iss: ISSUER, sub: 'user-1', aud: 'https://api.example.com' });
     });
 
+    it('computes key-dependent claims for the key that signs, when they are given as a function of it', async () => {
+      const seen: string[] = [];
+      const token = await keys.sign((k) => {
+        seen.push(k.alg);
+        return { ...claims(), signed_with: k.alg };
+      });
+      expect(seen).toEqual([decodeProtectedHeader(token).alg]);
+      expect((await keys.verify(token)).payload.signed_with).toBe('RS256');
+    });
+
     it('publishes what an outside verifier needs: the token verifies against jwks()', async () => {
       const token = await keys.sign(claims(), { typ: 'at+jwt' });
       const jwks = keys.jwks();

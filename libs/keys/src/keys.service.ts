@@ -440,11 +440,16 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     return k;
   }
 
-  /** Signs a JWT with the current key; `typ` goes in the protected header (e.g. `at+jwt`, RFC 9068). */
-  async sign(claims: JWTPayload, opts: { typ?: string } = {}): Promise<string> {
+  /**
+   * Signs a JWT with the current key; `typ` goes in the protected header (e.g. `at+jwt`, RFC 9068).
+   * Claims that depend on the key's algorithm (an ID token's `at_hash`) are given as a function of
+   * it, so that they are computed for the very key that signs, even at the instant the next one
+   * takes over.
+   */
+  async sign(claims: JWTPayload | ((key: { alg: SigningAlg }) => JWTPayload), opts: { typ?: string } = {}): Promise<string> {
     const k = this.current();
     const header = Buffer.from(JSON.stringify({ alg: k.alg, kid: k.kid, ...(opts.typ ? { typ: opts.typ } : {}) })).toString('base64url');
-    const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+    const input = `${header}.${Buffer.from(JSON.stringify(typeof claims === 'function' ? claims(k) : claims)).toString('base64url')}`;
     return `${input}.${(await signJws(k.alg, k.privateKey!, Buffer.from(input))).toString('base64url')}`;
   }
 

@@ -104,12 +104,13 @@ export class TokenIssuer {
       ...(spec.nonce ? { nonce: spec.nonce } : {}),
       amr: spec.amr,
       sid: spec.sid,
-      at_hash: this.halfHash(spec.accessToken),
+      at_hash: halfHash(spec.accessToken, this.keys.current().alg),
     };
     const customized = await this.customizers.extraClaims({
       tokenType: 'id_token', claims: { ...profile, ...core }, client: spec.client, user: spec.user, grantType: spec.grantType, scopes: spec.scopes, audience: [spec.client.client_id],
     });
-    return this.keys.sign({ ...profile, ...customized, ...core });
+    // `at_hash` again for the key that signs: the customizers' awaits may span the next key's activation.
+    return this.keys.sign((key) => ({ ...profile, ...customized, ...core, at_hash: halfHash(spec.accessToken, key.alg) }));
   }
 
   /** A refresh token: 256 random bits; the caller stores only `hash`. */
@@ -121,11 +122,10 @@ export class TokenIssuer {
   hashRefreshToken(token: string): string {
     return this.config.keyring.hashSecret(token);
   }
+}
 
-  /** Left half of the hash named by the signing algorithm (SHA-256 for RS256/ES256, SHA-512 for Ed25519). */
-  private halfHash(value: string): string {
-    const alg = this.keys.current().alg === 'EdDSA' ? 'sha512' : 'sha256';
-    const digest = createHash(alg).update(value, 'ascii').digest();
-    return digest.subarray(0, digest.length / 2).toString('base64url');
-  }
+/** Left half of the hash named by the signing algorithm (SHA-256 for RS256/ES256, SHA-512 for Ed25519). */
+function halfHash(value: string, signingAlg: string): string {
+  const digest = createHash(signingAlg === 'EdDSA' ? 'sha512' : 'sha256').update(value, 'ascii').digest();
+  return digest.subarray(0, digest.length / 2).toString('base64url');
 }
