@@ -34,6 +34,11 @@ export interface ProtocolRoute {
   path: string;
   /** The body must be `application/x-www-form-urlencoded`, each parameter once (RFC 6749 §3.2). */
   form: boolean;
+  /**
+   * Form parameters held to the body limit alone, not to the per-parameter length limit: a value
+   * the endpoint must answer whatever its length (introspection's `token`, RFC 7662 §2.2).
+   */
+  unboundedParams?: readonly string[];
   /** `headers`: set on the answer, whether it is a success or an error (CORS, for instance). */
   handle(req: ProtocolRequest, headers: Record<string, string>): Promise<ProtocolResponse>;
 }

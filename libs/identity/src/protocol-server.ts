@@ -19,7 +19,7 @@ type TrustFn = (address: string, hop: number) => boolean;
 
 /** The body limit of every form endpoint (the Express parser's in boot.ts uses it too). */
 export const FORM_BODY_LIMIT = 64 * 1024;
-/** Parameters longer than this are refused outright (no legitimate one comes close). */
+/** Parameters longer than this are refused outright (no legitimate one comes close), unless a route holds one to the body limit alone (ProtocolRoute.unboundedParams). */
 export const MAX_PARAM_LENGTH = 8192;
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -117,7 +117,7 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
       if (problem) throw new BadRequestException([problem]);
       const request: ProtocolRequest = { method: req.method ?? 'GET', path, headers: req.headers, body, ip };
       RequestContext.bind(request, ctx);
-      if (route.form) request.body = formBody(req, body);
+      if (route.form) request.body = formBody(req, body, route.unboundedParams);
       const answer = await route.handle(request, headers);
       send(res, answer.status ?? 200, answer.body, { ...headers, ...answer.headers });
     } catch (err) {
@@ -159,9 +159,9 @@ export function serveProtocolRoutes(server: Server, opts: ProtocolServerOptions)
 
 /**
  * RFC 6749 §3.2 (and RFC 7009 §2.1, RFC 7662 §2.1): the body is a form, each parameter at most
- * once, every value a string of sane length.
+ * once, every value a string of sane length (`unbounded`: parameters held to the body limit alone).
  */
-function formBody(req: IncomingMessage, body: unknown): Record<string, string> {
+function formBody(req: IncomingMessage, body: unknown, unbounded: readonly string[] = []): Record<string, string> {
   if (!typeis(req, [FORM])) throw invalidRequest(`the request body must be ${FORM}`);
   if (!body || typeof body !== 'object') throw invalidRequest('the request body is empty');
   for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
@@ -170,7 +170,7 @@ function formBody(req: IncomingMessage, body: unknown): Record<string, string> {
       throw invalidRequest(`parameter ${safeName(name)} is repeated`);
     }
     if (typeof value !== 'string') throw invalidRequest(`parameter ${safeName(name)} is malformed`);
-    if (value.length > MAX_PARAM_LENGTH) throw invalidRequest(`parameter ${safeName(name)} is too long`);
+    if (value.length > MAX_PARAM_LENGTH && !unbounded.includes(name)) throw invalidRequest(`parameter ${safeName(name)} is too long`);
   }
   return body as Record<string, string>;
 }

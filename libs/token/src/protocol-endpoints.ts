@@ -40,7 +40,8 @@ export class ProtocolEndpoints {
     return [
       { method: 'POST', path: '/oauth/token', form: true, handle: (req, h) => this.token(req, h) },
       { method: 'POST', path: '/oauth/revoke', form: true, handle: (req, h) => this.revoke(req, h) },
-      { method: 'POST', path: '/oauth/introspect', form: true, handle: (req, h) => this.introspect(req, h) },
+      // Any token is answered, whatever its length (RFC 7662 §2.2: one not recognised is inactive).
+      { method: 'POST', path: '/oauth/introspect', form: true, unboundedParams: ['token'], handle: (req, h) => this.introspect(req, h) },
       { method: 'GET', path: '/userinfo', form: false, handle: (req) => this.userinfo(req) },
       { method: 'POST', path: '/userinfo', form: false, handle: (req) => this.userinfo(req) },
     ];
@@ -69,12 +70,15 @@ export class ProtocolEndpoints {
     return { body: {}, headers };
   }
 
-  /** RFC 7662, for confidential clients (resource servers register as clients). */
+  /**
+   * RFC 7662, for confidential clients (resource servers register as clients). `token` is required
+   * (§2.1); any value of it is answered, `{"active": false}` for one not recognised, even empty (§2.2).
+   */
   async introspect(req: ProtocolRequest, headers: Record<string, string> = {}): Promise<ProtocolResponse> {
     const client = await this.client(req, headers);
     const body = req.body as Record<string, string>;
     if (client.isPublic) throw invalidClient('public clients may not introspect tokens');
-    if (!body.token) throw invalidRequest('token is required');
+    if (body.token === undefined) throw invalidRequest('token is required');
     return { body: await this.tokens.introspect(body.token, client, body.token_type_hint), headers };
   }
 
