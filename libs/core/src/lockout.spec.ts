@@ -4,8 +4,11 @@ import { Client as PgClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '@idp/identity';
 import { loadConfig } from './config';
+import { gateSqliteTransactions } from './sqlite-gate';
 import { sha256 } from './crypto';
-import { DatabaseLockoutStore, LockKey, LockoutService, LockoutStore, RedisLockoutStore, lockSteps } from './lockout';
+import {
+  Counter, DatabaseLockoutStore, EMPTY_COUNTER, LEASE_EPOCH_MS, LEASE_MARGIN_MS, LockoutService, LockoutStore, RedisLockoutStore, fail, lease, reset, rolled,
+} from './lockout';
 
 describe('LockoutService.clientKeys', () => {
   const config = loadConfig({ IDP_LOCKOUT_THRESHOLD: '4' });
@@ -36,9 +39,69 @@ describe('LockoutService.clientKeys', () => {
   });
 });
 
+
+/** The counter's steps, as pure functions of the counter and the time. */
+describe('lockout counter steps', () => {
+  const T0 = Date.UTC(2026, 11, 4, 12, 0, 0);
+  const schedule = { base: 60, max: 900 };
+  const grant = (c: Counter, threshold: number, now: number) => {
+    const r = lease(c, threshold, now);
+    if (!('granted' in r)) throw new Error(`refused: ${JSON.stringify(r.refused)}`);
+    return r;
+  };
+
+  it('hands out no more slots than the threshold less the failures, across every holder', () => {
+    let c: Counter = EMPTY_COUNTER;
+    for (let i = 0; i < 3; i++) c = grant(c, 3, T0 + i).counter;
+    expect(lease(c, 3, T0 + 10)).toEqual({ counter: c, refused: { lockedUntil: 0, busyUntil: T0 + LEASE_EPOCH_MS } });
+    // One slot spent as a failure: still none to hand out (the failure takes its place).
+    c = fail(c, 3, schedule, T0 + LEASE_EPOCH_MS, T0 + 20);
+    expect(c).toMatchObject({ failures: 1, leased: 2 });
+    expect('refused' in lease(c, 3, T0 + 30)).toBe(true);
+  });
+
+  it('locks at the threshold, doubling after each lock up to the cap, and one attempt at a time after a lock', () => {
+    let c: Counter = EMPTY_COUNTER;
+    let now = T0;
+    const locks: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const g = grant(c, 1, now);
+      c = fail(g.counter, 1, schedule, g.granted.epoch, now);
+      locks.push((c.lockedUntil - now) / 1000);
+      expect(lease(c, 1, now + 1)).toMatchObject({ refused: { lockedUntil: c.lockedUntil } });
+      now = c.lockedUntil + 1;
+    }
+    expect(locks).toEqual([60, 120, 240, 480, 900, 900, 900]);
+    // After the lock has passed: one attempt at a time, not the threshold's.
+    const after = grant(c, 5, now).counter;
+    expect(lease(after, 5, now)).toMatchObject({ refused: { lockedUntil: 0 } });
+  });
+
+  it('voids the slots of an ended epoch (an instance that died gives its back) and moves the next epoch\'s forward', () => {
+    let c = grant(EMPTY_COUNTER, 2, T0).counter;
+    c = grant(c, 2, T0 + LEASE_EPOCH_MS - LEASE_MARGIN_MS + 1).counter; // in the margin: for the next epoch
+    expect(c).toMatchObject({ leased: 1, leasedNext: 1, leaseEnd: T0 + LEASE_EPOCH_MS });
+    expect(rolled(c, T0 + LEASE_EPOCH_MS)).toMatchObject({ leased: 1, leasedNext: 0, leaseEnd: T0 + 2 * LEASE_EPOCH_MS });
+    expect(rolled(c, T0 + 3 * LEASE_EPOCH_MS)).toMatchObject({ leased: 0, leasedNext: 0, leaseEnd: T0 + 4 * LEASE_EPOCH_MS });
+  });
+
+  it('spends a failure on the epoch its slot came from only', () => {
+    const c = grant(grant(EMPTY_COUNTER, 5, T0).counter, 5, T0 + LEASE_EPOCH_MS - 1000).counter;
+    expect(fail(c, 5, schedule, T0 + 2 * LEASE_EPOCH_MS, T0 + LEASE_EPOCH_MS - 500)).toMatchObject({ failures: 1, leased: 1, leasedNext: 0 });
+    expect(fail(c, 5, schedule, T0 + LEASE_EPOCH_MS, T0 + 2000)).toMatchObject({ failures: 1, leased: 0, leasedNext: 1 });
+  });
+
+  it('forgets failures a day old, and a success clears them and the lock', () => {
+    const g = grant(EMPTY_COUNTER, 1, T0);
+    const locked = fail(g.counter, 1, schedule, g.granted.epoch, T0);
+    expect(rolled(locked, T0 + 24 * 3600_000 + 61_000).failures).toBe(0);
+    expect(reset(locked, T0 + 1)).toMatchObject({ failures: 0, lockedUntil: 0 });
+  });
+});
+
 /**
- * The stores' step semantics, with the clock passed in: the database store on SQLite in memory
- * (and on PostgreSQL when TEST_DATABASE_URL says so), the Redis store when a Redis answers.
+ * The stores: `update` is atomic over its keys on every instance (50 parallel increments on two
+ * store objects sharing the counters lose none), on SQLite, PostgreSQL (TEST_DATABASE_URL) and Redis.
  */
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PG_URL = process.env.TEST_DATABASE_URL?.startsWith('postgres') ? process.env.TEST_DATABASE_URL : undefined;
@@ -50,13 +113,14 @@ const redisUp = (() => {
 if (!redisUp) console.warn(`RedisLockoutStore specs skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
 
 interface StoreFixture {
-  store: LockoutStore;
+  stores: [LockoutStore, LockoutStore];
   close(): Promise<void>;
 }
 const fixtures: [string, () => Promise<StoreFixture>][] = [
   ['DatabaseLockoutStore on SQLite', async () => {
     const ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
-    return { store: new DatabaseLockoutStore(ds), close: () => ds.destroy() };
+    gateSqliteTransactions(ds);
+    return { stores: [new DatabaseLockoutStore(ds), new DatabaseLockoutStore(ds)], close: () => ds.destroy() };
   }],
   ...(PG_URL
     ? [['DatabaseLockoutStore on PostgreSQL', async () => {
@@ -66,11 +130,13 @@ const fixtures: [string, () => Promise<StoreFixture>][] = [
         await admin.query(`CREATE SCHEMA ${schema}`);
         const url = new URL(PG_URL);
         url.searchParams.set('schema', schema);
-        const ds = await new DataSource({ ...dataSourceOptions(url.toString()), migrationsRun: true }).initialize();
+        const a = await new DataSource({ ...dataSourceOptions(url.toString()), migrationsRun: true }).initialize();
+        const b = await new DataSource({ ...dataSourceOptions(url.toString()) }).initialize();
         return {
-          store: new DatabaseLockoutStore(ds),
+          stores: [new DatabaseLockoutStore(a), new DatabaseLockoutStore(b)],
           close: async () => {
-            await ds.destroy();
+            await a.destroy();
+            await b.destroy();
             await admin.query(`DROP SCHEMA ${schema} CASCADE`);
             await admin.end();
           },
@@ -79,126 +145,121 @@ const fixtures: [string, () => Promise<StoreFixture>][] = [
     : []),
   ...(redisUp
     ? [['RedisLockoutStore', async () => {
-        const redis = new Redis(REDIS_URL);
-        const store = new RedisLockoutStore(redis, `spec:${randomBytes(6).toString('hex')}:`);
-        return { store, close: () => store.close() };
+        const prefix = `spec:${randomBytes(6).toString('hex')}:`;
+        const a = new RedisLockoutStore(new Redis(REDIS_URL), prefix);
+        const b = new RedisLockoutStore(new Redis(REDIS_URL), prefix);
+        return { stores: [a, b], close: async () => { await a.close(); await b.close(); } };
       }] as [string, () => Promise<StoreFixture>]]
     : []),
 ];
 
-describe.each(fixtures)('%s', (_, make) => {
-  const schedule = { base: 60, max: 900 };
-  const T0 = Date.UTC(2026, 11, 4, 12, 0, 0);
+describe.each(fixtures)('%s', (name, make) => {
   let f: StoreFixture;
   let n = 0;
-  /** Fresh keys for each test: the account from here (threshold 3), the account (15), the address (100). */
-  let keys: LockKey[];
   beforeAll(async () => {
     f = await make();
   });
   afterAll(() => f.close());
-  beforeEach(() => {
+
+  it('runs each update atomically over its keys: 50 parallel increments from two instances lose none', async () => {
     n++;
-    keys = [
-      { key: `login:pair:t${n}`, threshold: 3 },
-      { key: `login:acct:t${n}`, threshold: 15 },
-      { key: `login:ip:10.9.0.${n}`, threshold: 100 },
-    ];
-  });
-  const failures = async (k: LockKey) => (await f.store.check([k.key])).dirty;
-
-  it('counts each attempt before it is checked, locks at the threshold, and refuses without counting while locked', async () => {
-    expect(await f.store.take(keys, schedule, T0)).toEqual({ lockedUntil: 0, lockedFor: 0 });
-    expect(await f.store.take(keys, schedule, T0 + 1)).toEqual({ lockedUntil: 0, lockedFor: 0 });
-    // The third attempt is still checked, and locks the pair already, in case it fails.
-    expect(await f.store.take(keys, schedule, T0 + 2)).toEqual({ lockedUntil: 0, lockedFor: 60 });
-    const refused = await f.store.take(keys, schedule, T0 + 3);
-    expect(refused.lockedFor).toBe(0);
-    expect(refused.lockedUntil).toBe(T0 + 2 + 60_000);
-    // Refused attempts counted nothing: once the lock has passed, the next failure doubles it (4th failure).
-    for (let i = 0; i < 5; i++) await f.store.take(keys, schedule, T0 + 10 + i);
-    expect(await f.store.take(keys, schedule, T0 + 62_003)).toEqual({ lockedUntil: 0, lockedFor: 120 });
-    expect((await f.store.take(keys, schedule, T0 + 62_004)).lockedUntil).toBe(T0 + 62_003 + 120_000);
-    expect(await failures(keys[1])).toBe(true);
+    const keys = [`login:pair:u${n}`, `login:acct:u${n}`, `login:ip:10.0.0.${n}`];
+    const inc = (store: LockoutStore, i: number) =>
+      store.update(i % 2 ? [...keys].reverse() : keys, (counters) => ({
+        counters: new Map(keys.map((k) => [k, { ...(counters.get(k) ?? EMPTY_COUNTER), failures: (counters.get(k)?.failures ?? 0) + 1, lastFailureAt: Date.now() }])),
+        result: undefined,
+      }));
+    await Promise.all(Array.from({ length: 50 }, (_, i) => inc(f.stores[i % 2], i)));
+    const counts = await Promise.all(keys.map((k) => f.stores[0].update([k], (c) => ({ counters: new Map(), result: c.get(k)!.failures }))));
+    expect(counts).toEqual([50, 50, 50]);
+    expect(await f.stores[1].check(keys)).toEqual({ until: 0, dirty: true });
   });
 
-  it('caps the lock at the maximum as it doubles', async () => {
-    const one = [{ key: `client:pair:cap${n}`, threshold: 1 }];
-    let now = T0;
-    const seen: number[] = [];
-    for (let i = 0; i < 7; i++) {
-      const { lockedFor } = await f.store.take(one, schedule, now);
-      seen.push(lockedFor);
-      now += lockedFor * 1000 + 1;
-    }
-    expect(seen).toEqual([60, 120, 240, 480, 900, 900, 900]);
+  it('reads a key it has never seen as the empty counter, and keeps the times it is given', async () => {
+    n++;
+    const key = `client:pair:fresh${n}`;
+    const seen = await f.stores[0].update([key], (c) => ({ counters: new Map([[key, { ...EMPTY_COUNTER, failures: 2, lockedUntil: 1_800_000_000_000, lastFailureAt: 1_799_999_000_000, leaseEnd: 1_800_000_030_000, leased: 3, leasedNext: 1 }]]), result: c.get(key) }));
+    expect(seen).toEqual(EMPTY_COUNTER);
+    const back = await f.stores[1].update([key], (c) => ({ counters: new Map(), result: c.get(key) }));
+    expect(back).toEqual({ failures: 2, lockedUntil: 1_800_000_000_000, lastFailureAt: 1_799_999_000_000, leaseEnd: 1_800_000_030_000, leased: 3, leasedNext: 1 });
+    expect((await f.stores[0].check([key])).until).toBe(1_800_000_000_000);
   });
 
-  it('gives a successful attempt back: the account starts again at zero and is unlocked, the address counts one failure less', async () => {
-    await f.store.take(keys, schedule, T0);
-    await f.store.take(keys, schedule, T0 + 1);
-    expect((await f.store.take(keys, schedule, T0 + 2)).lockedFor).toBe(60);
-    await f.store.release(keys.map((k) => ({ ...k, reset: !k.key.includes(':ip:') })), T0 + 3);
-    expect(await f.store.check([keys[0].key, keys[1].key])).toEqual({ until: 0, dirty: false });
-    // Three failures on the address, one given back: two remain.
-    const ip = { ...keys[2], threshold: 3 };
-    expect(await f.store.take([ip], schedule, T0 + 4)).toEqual({ lockedUntil: 0, lockedFor: 60 });
-  });
-
-  it('unlocks an address given back below its threshold, and keeps a lock it is still at', async () => {
-    const ip = { key: `client:ip:192.0.2.${n}`, threshold: 2 };
-    await f.store.take([ip], schedule, T0);
-    expect((await f.store.take([ip], schedule, T0 + 1)).lockedFor).toBe(60);
-    // Another attempt in flight succeeds: 1 failure is left, below 2, so the pessimistic lock goes.
-    await f.store.release([{ ...ip, reset: false }], T0 + 2);
-    expect((await f.store.check([ip.key])).until).toBe(0);
-    expect((await f.store.take([ip], schedule, T0 + 3)).lockedFor).toBe(60);
-    await f.store.take([ip], schedule, T0 + 4); // refused, counts nothing
-    expect((await f.store.check([ip.key])).until).toBe(T0 + 3 + 60_000);
-  });
-
-  it('refuses the whole attempt when one key is locked, counting nothing on the others', async () => {
-    const ip = { key: `login:ip:198.51.100.${n}`, threshold: 1 };
-    const pair = { key: `login:pair:p${n}`, threshold: 2 };
-    expect((await f.store.take([ip], schedule, T0)).lockedFor).toBe(60);
-    for (let i = 0; i < 3; i++) expect((await f.store.take([pair, ip], schedule, T0 + 1 + i)).lockedUntil).toBe(T0 + 60_000);
-    // The pair counted none of the three: its first failure after the address's lock does not lock it.
-    expect(await f.store.take([pair], schedule, T0 + 61_000)).toEqual({ lockedUntil: 0, lockedFor: 0 });
-  });
-
-  // Redis forgets a counter by its expiry (EXPIRE a day after the last failure); the database by these two.
-  if (_.startsWith('DatabaseLockoutStore')) {
-    it('forgets failures a day old', async () => {
-      const k = [{ key: `login:pair:f${n}`, threshold: 2 }];
-      await f.store.take(k, schedule, T0);
-      expect((await f.store.take(k, schedule, T0 + 1)).lockedFor).toBe(60);
-      // A day and a minute later the lock has passed and the count starts again at one.
-      expect(await f.store.take(k, schedule, T0 + 24 * 3600_000 + 60_000)).toEqual({ lockedUntil: 0, lockedFor: 0 });
-    });
-
-    it('purges idle counters that are not locked, and keeps the rest', async () => {
-      const store = f.store as DatabaseLockoutStore;
-      const idle = { key: `login:pair:idle${n}`, threshold: 5 };
-      const locked = { key: `login:pair:locked${n}`, threshold: 1 };
-      const fresh = { key: `login:pair:fresh${n}`, threshold: 5 };
-      await store.take([idle], schedule, T0);
-      await store.take([locked], { base: 900, max: 900 }, T0 + 86_000_000);
-      await store.take([fresh], schedule, T0 + 86_400_000);
-      await store.purge(T0 + 86_000_000 + 1, T0 + 86_400_001);
-      expect(await store.check([idle.key])).toEqual({ until: 0, dirty: false });
-      expect((await store.check([locked.key])).until).toBeGreaterThan(0);
-      expect((await store.check([fresh.key])).dirty).toBe(true);
+  if (name.startsWith('DatabaseLockoutStore')) {
+    it('purges counters idle for a day that are neither locked nor leased', async () => {
+      n++;
+      const now = Date.now();
+      const store = f.stores[0] as DatabaseLockoutStore;
+      const put = (key: string, c: Partial<Counter>) => store.update([key], () => ({ counters: new Map([[key, { ...EMPTY_COUNTER, ...c }]]), result: undefined }));
+      await put(`p:idle${n}`, { failures: 3, lastFailureAt: now - 25 * 3600_000 });
+      await put(`p:locked${n}`, { failures: 3, lastFailureAt: now - 25 * 3600_000, lockedUntil: now + 60_000 });
+      await put(`p:leased${n}`, { lastFailureAt: now - 25 * 3600_000, leaseEnd: now + 20_000, leased: 1 });
+      await put(`p:fresh${n}`, { failures: 1, lastFailureAt: now - 1000 });
+      await store.purge(now - 24 * 3600_000, now);
+      const failures = async (key: string) => store.update([key], (c) => ({ counters: new Map(), result: c.get(key)! }));
+      expect(await failures(`p:idle${n}`)).toEqual(EMPTY_COUNTER);
+      expect((await failures(`p:locked${n}`)).failures).toBe(3);
+      expect((await failures(`p:leased${n}`)).leased).toBe(1);
+      expect((await failures(`p:fresh${n}`)).failures).toBe(1);
     });
   }
 });
 
-describe('lockSteps', () => {
-  it.each([
-    [{ base: 60, max: 900 }, [60, 120, 240, 480, 900]],
-    [{ base: 2, max: 8 }, [2, 4, 8]],
-    [{ base: 900, max: 900 }, [900]],
-    [{ base: 1000, max: 900 }, [900]],
-  ])('lists the lock lengths of %j up to the cap', (schedule, steps) => {
-    expect(lockSteps(schedule)).toEqual(steps);
+/** The service: slots taken before the check, reused for successes, spent by failures. */
+describe('LockoutService', () => {
+  let ds: DataSource;
+  let service: LockoutService;
+  let writes = 0;
+  beforeAll(async () => {
+    ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
+    gateSqliteTransactions(ds);
+    service = new LockoutService(ds, loadConfig({ IDP_LOCKOUT_THRESHOLD: '3', IDP_LOCKOUT_IP_THRESHOLD: '100', IDP_LOCKOUT_SECONDS: '60' }));
+    const update = service.store.update.bind(service.store);
+    service.store.update = ((...args: Parameters<LockoutStore['update']>) => {
+      writes++;
+      return update(...args);
+    }) as LockoutStore['update'];
+  });
+  afterAll(async () => {
+    await service.onModuleDestroy();
+    await ds.destroy();
+  });
+
+  it('goes to the store once for a run of successes on the same keys', async () => {
+    const keys = service.clientKeys('app-ok', '192.0.2.10');
+    writes = 0;
+    for (let i = 0; i < 100; i++) {
+      const a = await service.attempt(keys);
+      expect(a.retryAfter).toBe(0);
+      await service.succeed(a);
+    }
+    expect(writes).toBe(1);
+  });
+
+  it('checks at most the threshold of parallel attempts: the rest wait, then are refused once the failures lock the key', async () => {
+    const keys = service.loginKeys('parallel@example.com', '192.0.2.20');
+    const attempts = Array.from({ length: 10 }, () => service.attempt(keys));
+    const first = await Promise.race(attempts);
+    expect(first.retryAfter).toBe(0);
+    // Three hold slots; fail them all: the key locks and everyone waiting is refused.
+    const settled: { retryAfter: number }[] = [];
+    const all = attempts.map((p) => p.then(async (a) => {
+      if (a.retryAfter === 0) await service.failed(a);
+      settled.push(a);
+    }));
+    await Promise.all(all);
+    expect(settled.filter((a) => a.retryAfter === 0)).toHaveLength(3);
+    expect(settled.filter((a) => a.retryAfter > 0).every((a) => a.retryAfter > 0 && a.retryAfter <= 60)).toBe(true);
+    expect((await service.check(keys)).retryAfter).toBeGreaterThan(0);
+  });
+
+  it('clears an account\'s failures on a success, and keeps the address\'s', async () => {
+    const keys = service.loginKeys('mistyped@example.com', '192.0.2.30');
+    const a = await service.attempt(keys);
+    await service.failed(a);
+    expect((await service.check([keys[0]])).dirty).toBe(true);
+    await service.succeed(await service.attempt(keys));
+    expect((await service.check([keys[0], keys[1]])).dirty).toBe(false);
+    expect((await service.check([keys[2]])).dirty).toBe(true);
   });
 });

@@ -8,8 +8,9 @@ import { retryOnDbConflict } from './db-errors';
 
 /**
  * A failure counter (CONTRACT §5): a sign-in or client-authentication key and how often it failed
- * in a row; `locked_until` once a threshold is crossed. Keys never hold an email or secret in
- * clear (hashed), only client ids and IP addresses.
+ * in a row; `locked_until` once a threshold is crossed; and the lease of the attempts still
+ * allowed (see LockoutService). Keys never hold an email or secret in clear (hashed), only client
+ * ids and IP addresses.
  */
 @Entity('lockouts')
 export class Lockout {
@@ -17,6 +18,9 @@ export class Lockout {
   @Column({ type: 'integer' }) failures: number;
   @Column({ nullable: true, type: Date }) locked_until: Date | null;
   @Column() last_failure_at: Date;
+  @Column({ nullable: true, type: Date }) lease_end: Date | null;
+  @Column({ type: 'integer', default: 0 }) leased: number;
+  @Column({ type: 'integer', default: 0 }) leased_next: number;
 }
 
 export interface LockKey {
@@ -32,22 +36,21 @@ export interface LockState {
   dirty: boolean;
 }
 
-/**
- * One attempt taken on a set of keys before its credential is checked (LockoutService.attempt).
- * `retryAfter` > 0: refused, nothing was counted and nothing may be checked. Otherwise the attempt
- * already counts as a failure on every key; `lockedFor` is the lock that this count put in place
- * (0 = none), which stands if the check fails and is lifted by `succeed`.
- */
-export interface LockAttempt {
-  readonly keys: readonly LockKey[];
-  readonly retryAfter: number;
-  readonly lockedFor: number;
-}
-
 /** Counters forget failures older than this (a user who mistypes once a week never locks). */
-const FORGET_AFTER_S = 24 * 3600;
-/** How often idle counters (nothing for FORGET_AFTER_S, not locked) are removed from the database. */
+export const FORGET_AFTER_MS = 24 * 3600_000;
+/** How often idle counters (nothing for FORGET_AFTER_MS, not locked, no lease) are removed from the database. */
 const PURGE_EVERY_MS = 10 * 60_000;
+/** The length of a lease epoch: slots handed out in one are void when it ends (an instance that died gives its back then). */
+export const LEASE_EPOCH_MS = 30_000;
+/**
+ * A slot is only taken for a new attempt while its epoch has at least this long to run, longer
+ * than any credential check can take (the outbound fetch of a jwks_uri is bounded at 5 s, a
+ * database statement at 10 s): an attempt always ends inside the epoch whose budget it counts in.
+ * In an epoch's last LEASE_MARGIN_MS, slots are handed out for the next epoch instead.
+ */
+export const LEASE_MARGIN_MS = 12_000;
+/** How long an attempt waits for one of this instance's own slots on a key to come back, when the key's budget is all in use. */
+const SLOT_WAIT_MS = 5_000;
 
 /** The lock schedule: IDP_LOCKOUT_SECONDS at the threshold, doubling with each further failure, up to IDP_LOCKOUT_MAX_SECONDS. */
 export interface LockSchedule {
@@ -55,53 +58,103 @@ export interface LockSchedule {
   max: number;
 }
 
-/** A key to give an attempt back to: `reset` sets its count to zero, otherwise it counts one failure less. */
-export interface ReleaseKey extends LockKey {
-  reset: boolean;
-}
-
-/**
- * Where the counters live: the database by default, Redis when REDIS_URL is set. `take` is the
- * atomic check-and-count: one step per key that either refuses (the key is locked) or adds one
- * failure and, at the threshold, locks. Every statement takes its rows in the keys' sorted order,
- * so two attempts can never wait on each other (no deadlock).
- */
-export interface LockoutStore {
-  /** Latest lock end (ms since the epoch, 0 if none) over the keys, and whether any has failures. */
-  check(keys: string[]): Promise<{ until: number; dirty: boolean }>;
-  /**
-   * All or nothing: when any key is locked, counts nothing and answers the latest lock end;
-   * otherwise counts one failure on every key and answers the longest lock that this put in place.
-   */
-  take(keys: readonly LockKey[], schedule: LockSchedule, now: number): Promise<{ lockedUntil: number; lockedFor: number }>;
-  /** Gives one attempt back per key (see ReleaseKey); a key below its threshold afterwards is unlocked. */
-  release(keys: readonly ReleaseKey[], now: number): Promise<void>;
-  /** Removes counters idle since before `forgetBefore` and not locked (a database has no expiry of its own). */
-  purge?(forgetBefore: number, now: number): Promise<void>;
-  close?(): Promise<void>;
-}
-
 export function lockSeconds(failures: number, threshold: number, base: number, max: number): number {
   return failures >= threshold ? Math.min(base * 2 ** Math.min(failures - threshold, 30), max) : 0;
 }
 
-/** The distinct lock lengths past the threshold: base, 2 × base, … up to and including the cap. */
-export function lockSteps(schedule: LockSchedule): number[] {
-  const steps: number[] = [];
-  for (let d = 0; d <= 30; d++) {
-    const s = lockSeconds(d, 0, schedule.base, schedule.max);
-    steps.push(s);
-    if (s >= schedule.max) break;
-  }
-  return steps;
+/** One counter's state, in ms since the epoch (0 = none). */
+export interface Counter {
+  failures: number;
+  lockedUntil: number;
+  lastFailureAt: number;
+  /** End of the current lease epoch; `leased` slots are out in it, `leasedNext` in the one after. */
+  leaseEnd: number;
+  leased: number;
+  leasedNext: number;
 }
 
-const byKey = <T extends { key: string }>(a: T, b: T) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+export const EMPTY_COUNTER: Counter = Object.freeze({ failures: 0, lockedUntil: 0, lastFailureAt: 0, leaseEnd: 0, leased: 0, leasedNext: 0 });
 
 /**
- * Counters in the `lockouts` table. `take` and `release` are one multi-row upsert each (atomic on
- * SQLite and PostgreSQL, rows locked in the keys' order); a conflicting statement on PostgreSQL is
- * run again rather than failing the request.
+ * The counter as it stands at `now`: an epoch that has ended hands its slots over (the next
+ * epoch's become current; anything older is void), and failures a day old are forgotten.
+ */
+export function rolled(c: Counter, now: number): Counter {
+  let { leaseEnd, leased, leasedNext, failures } = c;
+  if (leaseEnd <= now) {
+    if (leaseEnd > 0 && leaseEnd + LEASE_EPOCH_MS > now) {
+      leased = leasedNext;
+      leasedNext = 0;
+      leaseEnd += LEASE_EPOCH_MS;
+    } else {
+      leased = 0;
+      leasedNext = 0;
+      leaseEnd = now + LEASE_EPOCH_MS;
+    }
+  }
+  if (c.lastFailureAt && c.lastFailureAt < now - FORGET_AFTER_MS && c.lockedUntil <= now) failures = 0;
+  return { ...c, failures, leaseEnd, leased, leasedNext };
+}
+
+/** The attempts a counter still allows to be checked: up to the threshold, and one at a time after a lock has passed. */
+export function budget(c: Counter, threshold: number): number {
+  return c.failures >= threshold ? 1 : threshold - c.failures;
+}
+
+export type LeaseResult = { counter: Counter; granted: { epoch: number } } | { counter: Counter; refused: { lockedUntil: number; busyUntil: number } };
+
+/**
+ * Hands out one slot of the counter's budget: refused while locked, or while every slot is out
+ * (busy until the current epoch ends); else a slot of the current epoch, or of the next one in the
+ * current one's last LEASE_MARGIN_MS. `epoch` is the end of the slot's epoch.
+ */
+export function lease(c0: Counter, threshold: number, now: number): LeaseResult {
+  const c = rolled(c0, now);
+  if (c.lockedUntil > now) return { counter: c, refused: { lockedUntil: c.lockedUntil, busyUntil: 0 } };
+  if (budget(c, threshold) - c.leased - c.leasedNext < 1) return { counter: c, refused: { lockedUntil: 0, busyUntil: c.leaseEnd } };
+  if (c.leaseEnd - now >= LEASE_MARGIN_MS) return { counter: { ...c, leased: c.leased + 1 }, granted: { epoch: c.leaseEnd } };
+  return { counter: { ...c, leasedNext: c.leasedNext + 1 }, granted: { epoch: c.leaseEnd + LEASE_EPOCH_MS } };
+}
+
+/** A checked attempt failed: its slot (of epoch `epoch`) is spent as one failure more; at the threshold the key locks. */
+export function fail(c0: Counter, threshold: number, schedule: LockSchedule, epoch: number, now: number): Counter {
+  const c = rolled(c0, now);
+  const leased = epoch === c.leaseEnd ? Math.max(c.leased - 1, 0) : c.leased;
+  const leasedNext = epoch === c.leaseEnd + LEASE_EPOCH_MS ? Math.max(c.leasedNext - 1, 0) : c.leasedNext;
+  const failures = c.failures + 1;
+  const seconds = lockSeconds(failures, threshold, schedule.base, schedule.max);
+  return { ...c, failures, leased, leasedNext, lastFailureAt: now, lockedUntil: seconds ? now + seconds * 1000 : c.lockedUntil };
+}
+
+/** A success on an account or client: its failures start again from zero, and any lock is lifted. */
+export function reset(c0: Counter, now: number): Counter {
+  return { ...rolled(c0, now), failures: 0, lockedUntil: 0 };
+}
+
+/**
+ * Where the counters live: the database by default, Redis when REDIS_URL is set. `update` is the
+ * one atomic step: it reads the counters of the keys, hands them to `fn`, and writes what `fn`
+ * returns, with no other update of those keys in between, on any instance. Rows are taken in the
+ * keys' sorted order, so two updates never wait on each other (no deadlock).
+ */
+export interface LockoutStore {
+  /** Latest lock end (ms since the epoch, 0 if none) over the keys, and whether any has failures. */
+  check(keys: string[]): Promise<{ until: number; dirty: boolean }>;
+  update<T>(keys: string[], fn: (counters: Map<string, Counter>) => { counters: Map<string, Counter>; result: T }): Promise<T>;
+  /** Removes counters idle since before `forgetBefore`, not locked and without a lease (a database has no expiry of its own). */
+  purge?(forgetBefore: number, now: number): Promise<void>;
+  close?(): Promise<void>;
+}
+
+const ms = (v: string | Date | null | undefined): number =>
+  v === null || v === undefined ? 0 : v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`);
+
+/**
+ * Counters in the `lockouts` table. An update is one transaction: one upsert that takes the rows
+ * (inserting missing ones) in sorted key order and returns them, then one UPDATE per changed row;
+ * a conflict PostgreSQL reports (deadlock, serialization) runs it again. It happens only when an
+ * instance leases a slot (about once per key and instance per epoch) and on failures: successes
+ * touch the database only to clear failures they find.
  */
 export class DatabaseLockoutStore implements LockoutStore {
   constructor(private readonly db: DataSource) {}
@@ -114,16 +167,13 @@ export class DatabaseLockoutStore implements LockoutStore {
     return this.db.getRepository(Lockout).metadata.tablePath;
   }
 
-  /** Numbered ($n) or positional (?) parameters, timestamps typed where PostgreSQL cannot infer them. */
-  private params() {
-    const values: unknown[] = [];
-    const pg = this.pg;
-    const add = (v: unknown, cast?: 'timestamp' | 'integer'): string => {
-      values.push(v instanceof Date && !pg ? sqliteDate(v) : v);
-      const p = pg ? `$${values.length}` : '?';
-      return pg && cast ? `CAST(${p} AS ${cast})` : p;
-    };
-    return { values, add };
+  private param(i: number): string {
+    return this.pg ? `$${i}` : '?';
+  }
+
+  private date(v: number): Date | string | null {
+    if (!v) return null;
+    return this.pg ? new Date(v) : sqliteDate(new Date(v));
   }
 
   async check(keys: string[]) {
@@ -134,122 +184,73 @@ export class DatabaseLockoutStore implements LockoutStore {
     };
   }
 
-  async take(keys: readonly LockKey[], schedule: LockSchedule, now: number) {
-    const sorted = [...keys].sort(byKey);
-    const at = new Date(now);
-    const steps = lockSteps(schedule);
-    const { values, add } = this.params();
+  update<T>(keys: string[], fn: (counters: Map<string, Counter>) => { counters: Map<string, Counter>; result: T }): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
     const t = this.table;
-    // SQLite's parameters are positional: each piece below adds its values when it is written,
-    // and the template is written left to right, so values and placeholders stay in step.
-    // The failures after this attempt (a counter idle for a day starts again at one) …
-    const failures = () => `(CASE WHEN ${t}.last_failure_at < ${add(new Date(now - FORGET_AFTER_S * 1000), 'timestamp')} THEN 1 ELSE ${t}.failures + 1 END)`;
-    // … beyond this key's threshold (0 = at the threshold) …
-    const beyond = () => `(${failures()} - CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${add(k.threshold, 'integer')}`).join(' ')} END)`;
-    // … and the lock that puts in place: none below the threshold, then the schedule's steps up to the cap.
-    const capped = () => `(CASE WHEN ${beyond()} < 0 THEN NULL ELSE ${add(new Date(now + steps[steps.length - 1] * 1000), 'timestamp')} END)`;
-    const lock = () =>
-      steps.length > 1
-        ? `CASE ${beyond()} ${steps.slice(0, -1).map((s, d) => `WHEN ${d} THEN ${add(new Date(now + s * 1000), 'timestamp')}`).join(' ')} ELSE ${capped()} END`
-        : capped();
-    const sql = `INSERT INTO ${t} (key, failures, locked_until, last_failure_at) VALUES ${sorted
-      .map((k) => {
-        // A brand-new counter holds one failure: locked at once only with a threshold of 1.
-        const first = k.threshold <= 1 ? new Date(now + steps[0] * 1000) : null;
-        return `(${add(k.key)}, 1, ${add(first, 'timestamp')}, ${add(at, 'timestamp')})`;
-      })
-      .join(', ')}
-      ON CONFLICT (key) DO UPDATE SET failures = ${failures()}, locked_until = ${lock()}, last_failure_at = excluded.last_failure_at
-      WHERE ${t}.locked_until IS NULL OR ${t}.locked_until <= ${add(at, 'timestamp')}
-      RETURNING key, locked_until`;
-    // A locked key is left as it is and returns no row: the attempt is refused.
-    const returned: { key: string; locked_until: string | Date | null }[] = await retryOnDbConflict(() => this.db.query(sql, values));
-    const ms = (v: string | Date | null) => (v === null ? 0 : v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
-    if (returned.length < sorted.length) {
-      const taken = new Set(returned.map((r) => r.key));
-      const locked = sorted.filter((k) => !taken.has(k.key));
-      const { until } = await this.check(locked.map((k) => k.key));
-      // Give back what this attempt counted on the keys that were not locked.
-      await this.release(sorted.filter((k) => taken.has(k.key)).map((k) => ({ ...k, reset: false })), now);
-      return { lockedUntil: Math.max(until, now + 1000), lockedFor: 0 };
-    }
-    const lockedFor = Math.max(0, ...returned.map((r) => Math.round((ms(r.locked_until) - now) / 1000)));
-    return { lockedUntil: 0, lockedFor };
-  }
-
-  async release(keys: readonly ReleaseKey[], now: number) {
-    if (!keys.length) return;
-    const sorted = [...keys].sort(byKey);
-    const { values, add } = this.params();
-    const t = this.table;
-    const less = () => `(CASE WHEN ${t}.failures > 0 THEN ${t}.failures - 1 ELSE 0 END)`;
-    const sql = `INSERT INTO ${t} (key, failures, locked_until, last_failure_at) VALUES ${sorted.map((k) => `(${add(k.key)}, 0, NULL, ${add(new Date(now), 'timestamp')})`).join(', ')}
-      ON CONFLICT (key) DO UPDATE SET
-        failures = CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${k.reset ? '0' : less()}`).join(' ')} END,
-        locked_until = CASE excluded.key ${sorted.map((k) => `WHEN ${add(k.key)} THEN ${k.reset ? (this.pg ? 'CAST(NULL AS timestamp)' : 'NULL') : `(CASE WHEN ${less()} < ${add(k.threshold, 'integer')} THEN NULL ELSE ${t}.locked_until END)`}`).join(' ')} END`;
-    await retryOnDbConflict(() => this.db.query(sql, values));
+    const now = this.date(Date.now());
+    return retryOnDbConflict(() =>
+      this.db.transaction(async (m) => {
+        // Takes every row (a no-op update locks one that exists) in key order, and reads it back.
+        const values: unknown[] = [];
+        const rows = sorted.map((k) => {
+          values.push(k, now);
+          return `(${this.param(values.length - 1)}, 0, NULL, ${this.param(values.length)}, NULL, 0, 0)`;
+        });
+        const found: Record<string, unknown>[] = await m.query(
+          `INSERT INTO ${t} (key, failures, locked_until, last_failure_at, lease_end, leased, leased_next) VALUES ${rows.join(', ')}
+           ON CONFLICT (key) DO UPDATE SET key = excluded.key
+           RETURNING key, failures, locked_until, last_failure_at, lease_end, leased, leased_next`,
+          values,
+        );
+        const before = new Map<string, Counter>();
+        for (const r of found) {
+          before.set(String(r.key), {
+            failures: Number(r.failures), lockedUntil: ms(r.locked_until as string | Date | null), lastFailureAt: ms(r.last_failure_at as string | Date | null),
+            leaseEnd: ms(r.lease_end as string | Date | null), leased: Number(r.leased), leasedNext: Number(r.leased_next),
+          });
+        }
+        // A row inserted just now (not there before) reads as the empty counter: its last_failure_at is no failure.
+        for (const [k, c] of before) if (c.failures === 0 && !c.leaseEnd && !c.lockedUntil) before.set(k, { ...c, lastFailureAt: 0 });
+        const { counters, result } = fn(before);
+        for (const k of sorted) {
+          const c = counters.get(k);
+          const b = before.get(k)!;
+          if (!c || (c.failures === b.failures && c.lockedUntil === b.lockedUntil && c.lastFailureAt === b.lastFailureAt && c.leaseEnd === b.leaseEnd && c.leased === b.leased && c.leasedNext === b.leasedNext)) continue;
+          await m.query(
+            `UPDATE ${t} SET failures = ${this.param(1)}, locked_until = ${this.param(2)}, last_failure_at = ${this.param(3)}, lease_end = ${this.param(4)}, leased = ${this.param(5)}, leased_next = ${this.param(6)} WHERE key = ${this.param(7)}`,
+            [c.failures, this.date(c.lockedUntil), this.date(c.lastFailureAt || Date.now()), this.date(c.leaseEnd), c.leased, c.leasedNext, k],
+          );
+        }
+        return result;
+      }),
+    );
   }
 
   async purge(forgetBefore: number, now: number) {
-    const { values, add } = this.params();
+    const idle = `last_failure_at < ${this.param(1)} AND (locked_until IS NULL OR locked_until < ${this.param(2)}) AND (lease_end IS NULL OR lease_end < ${this.param(3)})`;
     const t = this.table;
-    const idle = `last_failure_at < ${add(new Date(forgetBefore), 'timestamp')} AND (locked_until IS NULL OR locked_until < ${add(new Date(now), 'timestamp')})`;
     // PostgreSQL: rows some attempt holds right now are skipped, so the purge never waits on (or deadlocks with) one.
     const sql = this.pg
       ? `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE ${idle} LIMIT 10000 FOR UPDATE SKIP LOCKED)`
       : `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE ${idle} LIMIT 10000)`;
-    await this.db.query(sql, values);
+    await this.db.query(sql, [this.date(forgetBefore), this.date(now), this.date(now)]);
   }
 }
 
 /**
- * Counters in Redis (REDIS_URL), for several replicas without a database write per attempt: one
- * hash per key, `failures` and `until`, expiring a day after the last failure. Each script runs
- * atomically over all the keys of an attempt.
+ * Counters in Redis (REDIS_URL), for several replicas: one hash per key, expiring a day after its
+ * last change. An update is an optimistic transaction (WATCH, read, MULTI … EXEC, again when
+ * another instance changed a key meanwhile) on a connection of its own, one at a time per instance.
  */
 export class RedisLockoutStore implements LockoutStore {
-  /** KEYS: the keys; ARGV: now (ms), forget (s), then per key its threshold, then the schedule (base, max). */
-  private static readonly TAKE = `
-    local now, forget, n = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS
-    local base, max = tonumber(ARGV[3 + n]), tonumber(ARGV[4 + n])
-    local latest = 0
-    for i = 1, n do
-      local u = tonumber(redis.call('HGET', KEYS[i], 'until') or '0')
-      if u > now and u > latest then latest = u end
-    end
-    if latest > 0 then return {latest, 0} end
-    local longest = 0
-    for i = 1, n do
-      local threshold = tonumber(ARGV[2 + i])
-      local failures = redis.call('HINCRBY', KEYS[i], 'failures', 1)
-      redis.call('EXPIRE', KEYS[i], forget)
-      if failures >= threshold then
-        local seconds = math.min(base * 2 ^ math.min(failures - threshold, 30), max)
-        redis.call('HSET', KEYS[i], 'until', now + seconds * 1000)
-        if seconds > longest then longest = seconds end
-      end
-    end
-    return {0, longest}`;
-
-  /** KEYS: the keys; ARGV: per key its threshold, then per key 1 (reset) or 0 (one failure less). */
-  private static readonly RELEASE = `
-    local n = #KEYS
-    for i = 1, n do
-      if ARGV[n + i] == '1' then
-        redis.call('DEL', KEYS[i])
-      elseif redis.call('EXISTS', KEYS[i]) == 1 then
-        local failures = redis.call('HINCRBY', KEYS[i], 'failures', -1)
-        if failures < 0 then redis.call('HSET', KEYS[i], 'failures', 0); failures = 0 end
-        if failures < tonumber(ARGV[i]) then redis.call('HDEL', KEYS[i], 'until') end
-      end
-    end
-    return 0`;
+  private tx?: Redis;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
 
   async check(keys: string[]) {
     const pipeline = this.redis.pipeline();
-    for (const k of keys) pipeline.hget(this.prefix + k, 'until').hget(this.prefix + k, 'failures');
+    for (const k of keys) pipeline.hget(this.prefix + k, 'lockedUntil').hget(this.prefix + k, 'failures');
     const results = (await pipeline.exec()) ?? [];
     let until = 0;
     let dirty = false;
@@ -263,22 +264,70 @@ export class RedisLockoutStore implements LockoutStore {
     return { until, dirty };
   }
 
-  async take(keys: readonly LockKey[], schedule: LockSchedule, now: number) {
-    const [lockedUntil, lockedFor] = (await this.redis.eval(
-      RedisLockoutStore.TAKE, keys.length, ...keys.map((k) => this.prefix + k.key),
-      now, FORGET_AFTER_S, ...keys.map((k) => k.threshold), schedule.base, schedule.max,
-    )) as [number, number];
-    return { lockedUntil: Number(lockedUntil), lockedFor: Number(lockedFor) };
+  update<T>(keys: string[], fn: (counters: Map<string, Counter>) => { counters: Map<string, Counter>; result: T }): Promise<T> {
+    const run = this.queue.then(() => this.transact(keys, fn));
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
-  async release(keys: readonly ReleaseKey[]) {
-    if (!keys.length) return;
-    await this.redis.eval(RedisLockoutStore.RELEASE, keys.length, ...keys.map((k) => this.prefix + k.key), ...keys.map((k) => k.threshold), ...keys.map((k) => (k.reset ? 1 : 0)));
+  private async transact<T>(keys: string[], fn: (counters: Map<string, Counter>) => { counters: Map<string, Counter>; result: T }): Promise<T> {
+    const tx = (this.tx ??= this.redis.duplicate());
+    const sorted = [...new Set(keys)].sort();
+    const names = sorted.map((k) => this.prefix + k);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      // Another instance changed a key in between: back off a random moment, so that two instances
+      // retrying together do not keep colliding.
+      if (attempt) await new Promise((r) => setTimeout(r, Math.random() * Math.min(attempt, 10)));
+      await tx.watch(...names);
+      const read = (await names.reduce((p, name) => p.hgetall(name), tx.pipeline()).exec()) ?? [];
+      const before = new Map<string, Counter>();
+      for (const [i] of names.entries()) {
+        const [err, raw] = read[i] ?? [new Error('no reply')];
+        if (err) throw err;
+        const h = raw as Record<string, string>;
+        before.set(sorted[i], {
+          failures: Number(h.failures ?? 0), lockedUntil: Number(h.lockedUntil ?? 0), lastFailureAt: Number(h.lastFailureAt ?? 0),
+          leaseEnd: Number(h.leaseEnd ?? 0), leased: Number(h.leased ?? 0), leasedNext: Number(h.leasedNext ?? 0),
+        });
+      }
+      const { counters, result } = fn(before);
+      const multi = tx.multi();
+      for (const [i, name] of names.entries()) {
+        const c = counters.get(sorted[i]);
+        if (!c) continue;
+        multi.hset(name, { failures: c.failures, lockedUntil: c.lockedUntil, lastFailureAt: c.lastFailureAt, leaseEnd: c.leaseEnd, leased: c.leased, leasedNext: c.leasedNext });
+        multi.pexpire(name, FORGET_AFTER_MS);
+      }
+      if ((await multi.exec()) !== null) return result;
+    }
+    throw new Error('lockout counters: too many concurrent changes');
   }
 
   async close() {
+    await this.tx?.quit().catch(() => this.tx?.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** A slot this instance holds on one key: the epoch it counts in, until when it may start attempts. */
+interface Pool {
+  epoch: number;
+  usableUntil: number;
+  /** Slots of this epoch held here and not in use by an attempt. */
+  free: number;
+  /** Slots of this epoch held here and in use. */
+  inUse: number;
+  /** Whether the key had failures when last seen (a success then clears them). */
+  dirty: boolean;
+}
+
+/** One attempt's slots, one per key, to be given back (`succeed`, `abandon`) or spent (`failed`). */
+export interface LockAttempt {
+  readonly keys: readonly LockKey[];
+  /** Seconds to wait: the attempt was refused and holds nothing; 0 when it may be checked. */
+  readonly retryAfter: number;
+  /** The epoch of the slot taken on each key. */
+  readonly epochs: ReadonlyMap<string, number>;
 }
 
 /**
@@ -286,17 +335,24 @@ export class RedisLockoutStore implements LockoutStore {
  * when REDIS_URL is set, shared by every replica); at a key's threshold it locks for
  * IDP_LOCKOUT_SECONDS, doubling with each further failure up to IDP_LOCKOUT_MAX_SECONDS.
  *
- * The check and the count are one atomic step taken before any password or secret is verified
- * (`attempt`): an attempt counts as a failure from the start, and the attempt that reaches the
- * threshold locks the key at once, so however many arrive together, at most `threshold` of them
- * are ever checked. A locked key refuses attempts without counting them or costing a verification.
- * A success gives its attempt back (`succeed`): the account's or client's counters start again
- * from zero, the address counts one failure less (it keeps the failures it had).
+ * The check and the count are one atomic step taken before any password or secret is verified: an
+ * attempt is only checked with a slot of its keys' budget (the threshold less the failures, one
+ * at a time after a lock has passed), and the slots are handed out atomically by the store, so
+ * however many attempts arrive together, on one instance or several, no more are checked than the
+ * budget allows; a failure spends its slot as a failure, a success gives it back. Slots are leased
+ * to an instance for an epoch (LEASE_EPOCH_MS) and reused there for attempt after attempt, so the
+ * usual request (a success on a key without failures) costs no database or Redis write at all; an
+ * instance goes to the store about once per key and epoch, and on failures. A locked key refuses
+ * attempts without counting them or costing a verification. When a key's whole budget is in use by
+ * attempts in flight, a new attempt waits for one of them here (up to SLOT_WAIT_MS), or is refused
+ * with 429 when the slots are held elsewhere.
  */
 @Injectable()
 export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
   private readonly clientKeyCache = new Map<string, readonly LockKey[]>();
+  private readonly pools = new Map<string, Pool>();
+  private waiters: (() => void)[] = [];
   private purgeTimer?: NodeJS.Timeout;
 
   constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
@@ -311,13 +367,18 @@ export class LockoutService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     if (this.purgeTimer) clearInterval(this.purgeTimer);
+    this.wake();
     await this.store.close?.();
   }
 
-  /** Removes counters that have been idle for a day and are not locked. */
+  /** Removes counters that have been idle for a day, are not locked and hold no lease. */
   purge(): Promise<void> {
     const now = Date.now();
-    return this.store.purge?.(now - FORGET_AFTER_S * 1000, now) ?? Promise.resolve();
+    return this.store.purge?.(now - FORGET_AFTER_MS, now) ?? Promise.resolve();
+  }
+
+  private get schedule(): LockSchedule {
+    return { base: this.config.lockoutSeconds, max: this.config.lockoutMaxSeconds };
   }
 
   /** The keys of a sign-in: the account from this address, the account from anywhere, the address. */
@@ -357,24 +418,147 @@ export class LockoutService implements OnModuleDestroy {
   }
 
   /**
-   * Takes one attempt on the keys before its credential is checked: refused (`retryAfter` > 0)
-   * while any key is locked; otherwise counted as a failure already, to be given back by
-   * `succeed` (or `abandon`, when the check could not be made).
+   * Takes a slot on every key before the credential is checked: from this instance's pool when it
+   * has a free one, else leased from the store. Refused (`retryAfter` > 0, nothing held) while a
+   * key is locked, or when its budget is in use elsewhere; waits when it is in use here.
    */
   async attempt(keys: readonly LockKey[]): Promise<LockAttempt> {
-    const now = Date.now();
-    const { lockedUntil, lockedFor } = await this.store.take(keys, { base: this.config.lockoutSeconds, max: this.config.lockoutMaxSeconds }, now);
-    return { keys, retryAfter: lockedUntil > now ? Math.ceil((lockedUntil - now) / 1000) : 0, lockedFor };
+    const deadline = Date.now() + SLOT_WAIT_MS;
+    for (;;) {
+      const now = Date.now();
+      const epochs = new Map<string, number>();
+      const missing: LockKey[] = [];
+      for (const k of keys) {
+        const p = this.pools.get(k.key);
+        if (p && p.free > 0 && now < p.usableUntil) {
+          p.free--;
+          p.inUse++;
+          epochs.set(k.key, p.epoch);
+        } else missing.push(k);
+      }
+      if (!missing.length) return { keys, retryAfter: 0, epochs };
+      const outcome = await this.store.update(missing.map((k) => k.key), (counters) => {
+        const granted = new Map<string, { epoch: number; dirty: boolean }>();
+        let lockedUntil = 0;
+        let busyUntil = 0;
+        const next = new Map<string, Counter>();
+        for (const k of missing) {
+          const r = lease(counters.get(k.key) ?? EMPTY_COUNTER, k.threshold, now);
+          if ('granted' in r) {
+            next.set(k.key, r.counter);
+            granted.set(k.key, { epoch: r.granted.epoch, dirty: r.counter.failures > 0 });
+          } else {
+            lockedUntil = Math.max(lockedUntil, r.refused.lockedUntil);
+            busyUntil = Math.max(busyUntil, r.refused.busyUntil);
+          }
+        }
+        // All or nothing: slots are only taken when every key has one.
+        return granted.size === missing.length ? { counters: next, result: { granted, lockedUntil, busyUntil } } : { counters: new Map(), result: { granted: new Map(), lockedUntil, busyUntil } };
+      });
+      if (outcome.granted.size === missing.length) {
+        for (const [key, g] of outcome.granted) {
+          let p = this.pools.get(key);
+          if (!p || p.epoch !== g.epoch) {
+            if (this.pools.size >= 10_000) this.prunePools(now);
+            p = { epoch: g.epoch, usableUntil: g.epoch - LEASE_MARGIN_MS, free: 0, inUse: 0, dirty: g.dirty };
+            this.pools.set(key, p);
+          }
+          p.dirty ||= g.dirty;
+          p.inUse++;
+          epochs.set(key, g.epoch);
+        }
+        return { keys, retryAfter: 0, epochs };
+      }
+      // Refused: give back what was taken here for this attempt.
+      this.giveBack(epochs);
+      if (outcome.lockedUntil > now) return { keys, retryAfter: Math.ceil((outcome.lockedUntil - now) / 1000), epochs: new Map() };
+      // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys, if any, to end.
+      const ownInUse = missing.some((k) => (this.pools.get(k.key)?.inUse ?? 0) > 0);
+      if (!ownInUse || Date.now() >= deadline) {
+        return { keys, retryAfter: Math.max(1, Math.ceil((Math.min(outcome.busyUntil || now + 1000, now + LEASE_EPOCH_MS) - now) / 1000)), epochs: new Map() };
+      }
+      await this.waitForSlot(deadline);
+    }
   }
 
-  /** The credential was right: the account's (client's) counters start again, the address counts one failure less. */
+  /** The credential was right: the slots come back to this instance's pool; an account's or client's failures, if any, are cleared. */
   async succeed(attempt: LockAttempt): Promise<void> {
-    await this.store.release(attempt.keys.map((k) => ({ ...k, reset: !k.key.includes(':ip:') })), Date.now());
+    const dirty = attempt.keys.filter((k) => !k.key.includes(':ip:') && this.pools.get(k.key)?.dirty);
+    this.giveBack(attempt.epochs);
+    if (!dirty.length) return;
+    const now = Date.now();
+    await this.store.update(dirty.map((k) => k.key), (counters) => ({ counters: new Map(dirty.map((k) => [k.key, reset(counters.get(k.key) ?? EMPTY_COUNTER, now)])), result: undefined }));
+    for (const k of dirty) {
+      const p = this.pools.get(k.key);
+      if (p) p.dirty = false;
+    }
   }
 
-  /** The credential could not be checked (an error, not a wrong answer): the attempt is given back on every key. */
-  async abandon(attempt: LockAttempt): Promise<void> {
-    await this.store.release(attempt.keys.map((k) => ({ ...k, reset: false })), Date.now());
+  /** The credential was wrong: each slot is spent as one failure more. Returns the seconds of the longest lock now in place (0 if none). */
+  async failed(attempt: LockAttempt): Promise<number> {
+    const now = Date.now();
+    try {
+      return await this.store.update(attempt.keys.map((k) => k.key), (counters) => {
+        let longest = 0;
+        const next = new Map<string, Counter>();
+        for (const k of attempt.keys) {
+          const c = fail(counters.get(k.key) ?? EMPTY_COUNTER, k.threshold, this.schedule, attempt.epochs.get(k.key) ?? 0, now);
+          next.set(k.key, c);
+          if (c.lockedUntil > now) longest = Math.max(longest, Math.ceil((c.lockedUntil - now) / 1000));
+        }
+        return { counters: next, result: longest };
+      });
+    } finally {
+      // The slots stay in use until the failure is recorded: an attempt waiting for one of them
+      // then finds the key as the failure left it (locked, or with its budget spent).
+      for (const [key, epoch] of attempt.epochs) {
+        const p = this.pools.get(key);
+        if (p && p.epoch === epoch) {
+          p.inUse = Math.max(p.inUse - 1, 0);
+          p.dirty = true;
+        }
+      }
+      this.wake();
+    }
+  }
+
+  /** The credential could not be checked (an error, not a wrong answer): the slots come back unspent. */
+  abandon(attempt: LockAttempt): void {
+    this.giveBack(attempt.epochs);
+  }
+
+  private giveBack(epochs: ReadonlyMap<string, number>): void {
+    for (const [key, epoch] of epochs) {
+      const p = this.pools.get(key);
+      if (p && p.epoch === epoch && p.inUse > 0) {
+        p.inUse--;
+        p.free++;
+      }
+    }
+    if (epochs.size) this.wake();
+  }
+
+  private waitForSlot(deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private wake(): void {
+    const woken = this.waiters;
+    this.waiters = [];
+    for (const w of woken) w();
+  }
+
+  /** Drops pools whose epoch has ended (their slots are void in the store too). */
+  private prunePools(now: number): void {
+    for (const [key, p] of this.pools) if (p.epoch <= now && p.inUse === 0) this.pools.delete(key);
+    if (this.pools.size >= 10_000) for (const [key, p] of this.pools) if (p.inUse === 0) this.pools.delete(key);
   }
 }
 

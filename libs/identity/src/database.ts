@@ -13,6 +13,7 @@ import { InitialSchema1764000000000 } from './migrations/1764000000000-InitialSc
 import { CodeFlow1764100000000 } from './migrations/1764100000000-CodeFlow';
 import { Hardening1764200000000 } from './migrations/1764200000000-Hardening';
 import { KeyActivation1764300000000 } from './migrations/1764300000000-KeyActivation';
+import { LockoutLeases1764400000000 } from './migrations/1764400000000-LockoutLeases';
 import { AuditEvent } from './audit/audit-event.entity';
 import { Lockout } from '@idp/core';
 
@@ -20,7 +21,7 @@ import { Lockout } from '@idp/core';
 export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant, SessionRecord, Consent, AuthorizationCode, RefreshToken, RevokedToken, AuditEvent, Lockout];
 
 /** The migrations, oldest first. `npm run migration:generate` writes new ones to ./migrations. */
-export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Hardening1764200000000, KeyActivation1764300000000];
+export const MIGRATIONS = [InitialSchema1764000000000, CodeFlow1764100000000, Hardening1764200000000, KeyActivation1764300000000, LockoutLeases1764400000000];
 
 /**
  * Runs the pending migrations, one instance at a time. TypeORM takes no lock of its own: two

@@ -35,9 +35,9 @@ export class LocalLoginGuard implements CanActivate {
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<LoginRequest>();
     const username = typeof req.body?.username === 'string' ? req.body.username.slice(0, 320) : '';
-    // Brute-force protection (CONTRACT §5): the attempt is counted, atomically, before the password
-    // is checked, and a locked account or address is refused without a check; failures of unknown
-    // accounts count the same as those of real ones.
+    // Brute-force protection (CONTRACT §5): the attempt takes a slot of the account's and address's
+    // budget, atomically, before the password is checked, and a locked account or address is
+    // refused without a check; failures of unknown accounts count the same as those of real ones.
     const attempt = await this.lockout.attempt(this.lockout.loginKeys(username, req.ip));
     if (attempt.retryAfter) {
       req.loginLocked = attempt.retryAfter;
@@ -49,14 +49,14 @@ export class LocalLoginGuard implements CanActivate {
     try {
       found = await this.authenticate(req, ctx.switchToHttp().getResponse<Response>());
     } catch (err) {
-      await this.lockout.abandon(attempt).catch(() => undefined);
+      this.lockout.abandon(attempt);
       throw err;
     }
     if (!found) {
-      // Counted already, by the attempt; the lock it reached (if any) stands.
-      if (attempt.lockedFor) {
-        req.loginLocked = attempt.lockedFor;
-        await this.events.emit('user.locked', { reason: 'account', retryAfter: attempt.lockedFor, ip: req.ip }, RequestContext.of(req));
+      const locked = await this.lockout.failed(attempt);
+      if (locked) {
+        req.loginLocked = locked;
+        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
       }
       return true;
     }

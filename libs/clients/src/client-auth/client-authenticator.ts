@@ -44,20 +44,21 @@ export class ClientAuthenticator {
     basicTried = creds.method === 'client_secret_basic';
     const challenge = (e: OAuthError) => (basicTried ? e.withHeaders(BASIC_CHALLENGE) : e);
 
-    // Brute-force protection (CONTRACT §5): the attempt is counted, atomically, before anything is
-    // checked, and a locked client or address is refused without a check.
+    // Brute-force protection (CONTRACT §5): the attempt takes a slot of the client's and address's
+    // budget, atomically, before anything is checked, and a locked client or address is refused
+    // without a check.
     const attempt = await this.lockout.attempt(this.lockout.clientKeys(creds.clientId.slice(0, 256), req.ip));
     if (attempt.retryAfter) throw tooManyAttempts(attempt.retryAfter);
     const failed = async (clientId: string | undefined, method: string | undefined, reason: string, err: OAuthError): Promise<never> => {
+      const locked = await this.lockout.failed(attempt);
       await this.fail(clientId, method, reason, req);
-      // Counted already, by the attempt; the lock it reached (if any) stands.
-      if (attempt.lockedFor) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: attempt.lockedFor, ip: req.ip }, RequestContext.of(req));
+      if (locked) await this.events.emit('client.locked', { clientId, reason: 'client', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
       throw challenge(err);
     };
 
     // An error that gave no verdict (the database, say) gives the attempt back before it surfaces.
     const giveBack = async (err: unknown): Promise<never> => {
-      await this.lockout.abandon(attempt).catch(() => undefined);
+      this.lockout.abandon(attempt);
       throw err;
     };
     const client = await this.clients.findForAuthentication(creds.clientId).catch(giveBack);
