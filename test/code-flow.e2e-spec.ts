@@ -84,9 +84,12 @@ describe('Authorization Code Flow with openid-client', () => {
     const { page, verifier, state, nonce } = await authorize(browser, { audience: API, scope: 'openid read:orders delete:everything' });
     const tokens = await oidc.authorizationCodeGrant(config, new URL(page.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
     const at = decodeJwt(tokens.access_token);
-    expect(at.aud).toEqual([API, `${s.url}/userinfo`]);
-    // Unknown scopes are dropped, as Auth0 does.
-    expect(at.scope).toBe('openid read:orders');
+    // That API alone; openid shapes the ID token, not the API's token (CONTRACT §2).
+    expect(at.aud).toBe(API);
+    // Unknown scopes are dropped, as Auth0 does; `scope` is the access token's (RFC 6749 §5.1).
+    expect(at.scope).toBe('read:orders');
+    expect(tokens.scope).toBe('read:orders');
+    expect(tokens.claims()).toMatchObject({ sub: userId, aud: web.client_id, nonce });
     expect(tokens.expires_in).toBe(900);
   });
 

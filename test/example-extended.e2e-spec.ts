@@ -100,9 +100,13 @@ describe('the example app (apps/example-extended): every extension point', () =>
     it('still refuses a wrong password through the UserStore, with the generic message', async () => {
       const browser = new Browser(s.url);
       const login = await browser.go((await authorizeUrl({})).url);
+      browser.headers['x-request-id'] = 'acme-wrong-password';
       const page = await browser.submit(login, forms(login.html)[0], { username: 'ada', password: 'nope' });
       expect(page.status).toBe(401);
       expect(alertOf(page.html)).toBe('Wrong email or password.');
+      // The store's checkPassword names the account tried by its short name (CONTRACT §4).
+      const failed = await s.admin('GET', `/admin/audit-events?type=user.login_failed&user_id=${ids.ada}`);
+      expect(failed.body.items).toEqual([expect.objectContaining({ user_id: ids.ada, request_id: 'acme-wrong-password', data: { identifier: 'ada', reason: 'wrong password' } })]);
     });
   });
 
@@ -300,12 +304,12 @@ describe('the example app (apps/example-extended): every extension point', () =>
   describe('the token customizer', () => {
     it('adds the department to access tokens for the HR API only', async () => {
       const hr = await codeFlow(ADA, { audience: HR_API, scope: 'openid read:employees' });
-      expect(decodeJwt(hr.access_token)).toMatchObject({ aud: [HR_API, `${s.url}/userinfo`], scope: 'openid read:employees', department: 'Engineering' });
+      expect(decodeJwt(hr.access_token)).toMatchObject({ aud: HR_API, scope: 'read:employees', department: 'Engineering' });
       // The customizer touches access tokens only; the ID token has no department without the scope.
       expect(hr.claims()).not.toHaveProperty('department');
 
       const orders = await codeFlow(ADA, { audience: ORDERS_API, scope: 'openid read:orders' });
-      expect(decodeJwt(orders.access_token)).toMatchObject({ aud: [ORDERS_API, `${s.url}/userinfo`], scope: 'openid read:orders' });
+      expect(decodeJwt(orders.access_token)).toMatchObject({ aud: ORDERS_API, scope: 'read:orders' });
       expect(decodeJwt(orders.access_token)).not.toHaveProperty('department');
       const plain = await codeFlow(ADA, { scope: 'openid' });
       expect(decodeJwt(plain.access_token)).not.toHaveProperty('department');

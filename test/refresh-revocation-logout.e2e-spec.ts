@@ -150,7 +150,10 @@ describe('refresh tokens, revocation, introspection, userinfo and logout (end to
       const tokens = await login(client(), params, { headers });
       if (issued) {
         expect(tokens.refresh_token).toEqual(expect.any(String));
-        expect(tokens.scope.split(' ')).toContain('offline_access');
+        // The response's scope is the access token's (RFC 6749 §5.1; an API's token has only the
+        // API's scopes); offline_access is in the grant the refresh token carries.
+        expect(tokens.scope).toBe(decodeJwt(tokens.access_token).scope);
+        expect((await introspect(client(), tokens.refresh_token!)).body.scope.split(' ')).toContain('offline_access');
         expect((await refresh(client(), tokens.refresh_token!)).status).toBe(200);
       } else {
         expect(tokens.refresh_token).toBeUndefined();

@@ -42,7 +42,7 @@ export interface UserGrant {
 
 /**
  * What the authorization_code and refresh_token grants share: the access token (for the API, or
- * for /userinfo), the ID token, and the refresh-token rules of CONTRACT §2.
+ * for /userinfo: accessTokenTarget), the ID token, and the refresh-token rules of CONTRACT §2.
  */
 @Injectable()
 export class UserTokens {
@@ -73,6 +73,18 @@ export class UserTokens {
     return !req.origin;
   }
 
+  /**
+   * The access token's `aud` and `scope` (CONTRACT §2). For an API: that API alone, and only the
+   * granted scopes the API defines; `openid`, `profile`, `email`, `offline_access` and the claims
+   * providers' scopes shape the ID token and the refresh token, not a token the API is to accept.
+   * Without an API: a token for /userinfo, with every granted scope (UserInfo answers by them).
+   */
+  accessTokenTarget(g: Pick<UserGrant, 'scopes' | 'api'>): { audience: string; scope: string[] } {
+    if (!g.api) return { audience: this.issuer.userinfoAudience, scope: g.scopes };
+    const own = new Set(g.api.scopes.map((s) => s.value));
+    return { audience: g.api.identifier, scope: g.scopes.filter((s) => own.has(s)) };
+  }
+
   /** The row of a refresh token issued here (by its hash), on its first lookup only; then undefined. */
   takeIssuedRefresh(hash: string): RefreshToken | undefined {
     return this.issuedRefresh.take(hash);
@@ -86,12 +98,13 @@ export class UserTokens {
    * token request's context, for the event.
    */
   async issue<X extends ObjectLiteral>(g: UserGrant, req: TokenRequest, ctx: RequestContext | undefined, useUp?: (access: IssuedAccessToken) => RowUpdate<X>): Promise<TokenResponse> {
-    const audience = g.api ? (g.scopes.includes('openid') ? [g.api.identifier, this.issuer.userinfoAudience] : g.api.identifier) : this.issuer.userinfoAudience;
+    const { audience, scope } = this.accessTokenTarget(g);
     const access = await this.issuer.accessToken({
-      client: g.client, sub: g.user.id, audience, scope: g.scopes, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
+      client: g.client, sub: g.user.id, audience, scope, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
       grantType: g.grantType, userId: g.user.id, user: g.user, authTime: g.authTime, sid: g.sid,
     });
-    const response: TokenResponse = { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope: g.scopes.join(' ') };
+    // RFC 6749 §5.1: `scope` is the scope of the access token (the ID token's are in its claims).
+    const response: TokenResponse = { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope: scope.join(' ') };
     if (g.scopes.includes('openid')) {
       response.id_token = await this.issuer.idToken({
         client: g.client, user: g.user, scopes: g.scopes, authTime: g.authTime, sid: g.sid, amr: g.amr, nonce: g.nonce, accessToken: access.token, grantType: g.grantType,
