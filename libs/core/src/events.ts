@@ -28,7 +28,11 @@ export interface IdpEventMap {
   'code.replayed': { clientId: string; userId: string };
   'authorization.code_issued': { clientId: string; userId: string; scope: string; audience?: string };
   'user.login': { userId: string; clientId?: string; ip?: string };
-  'user.login_failed': { clientId?: string; ip?: string; reason: string };
+  /**
+   * A failed sign-in: `identifier` is what was typed (normalised as emails are, at most 320
+   * characters), `userId` the account it names when one exists; never the password.
+   */
+  'user.login_failed': { userId?: string; identifier: string; clientId?: string; ip?: string; reason: string };
   'user.logout': { userId: string; clientId?: string };
   'user.login_denied': { userId: string; clientId?: string; reason: string };
   'user.locked': { reason: 'account' | 'address'; retryAfter: number; ip?: string };

@@ -6,6 +6,7 @@ import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
 import { LocalLoginGuard, type LoginRequest } from './guards';
 import { Interactions, now } from './interactions';
+import { LoginAttempt, LoginAttemptRequest, typedIdentifier } from './local.strategy';
 
 const GENERIC_FAILURE = 'Wrong email or password.';
 
@@ -29,7 +30,12 @@ export class LoginController {
     const interaction = Interactions.get(req, body.interaction);
     if (!interaction) return expired(res);
     const locked = (req as LoginRequest).loginLocked;
+    // Set when the password was checked and the check failed (LocalStrategy).
+    const attempt = (req as LoginAttemptRequest).loginAttempt;
     if (locked) {
+      // A wrong password that reached the lock is a failed sign-in like any other; an attempt
+      // refused without a check (already locked) is not recorded, as at the token endpoint.
+      if (attempt) await this.failed(req, interaction.client_id, body.username, attempt);
       res.setHeader('Retry-After', String(locked));
       const minutes = Math.max(1, Math.ceil(locked / 60));
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
@@ -41,7 +47,8 @@ export class LoginController {
       return this.render(req, res, interaction.id, { username, error: denied }, 403);
     }
     if (!(req as LoginRequest).loginOk) {
-      await this.events.emit('user.login_failed', { clientId: interaction.client_id, ip: req.ip, reason: 'wrong email or password, or blocked' }, RequestContext.of(req));
+      // Without an attempt, passport-local refused the form before any check (an empty field).
+      await this.failed(req, interaction.client_id, body.username, attempt ?? { reason: 'missing username or password' });
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
       return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
     }
@@ -50,6 +57,15 @@ export class LoginController {
     await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.
     res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);
+  }
+
+  /**
+   * The audit event of a failed sign-in (CONTRACT §4): the account tried when it exists and the
+   * identifier typed; never the password. The page says the same whatever the reason.
+   */
+  private failed(req: Request, clientId: string, username: unknown, attempt: LoginAttempt): Promise<void> {
+    const { userId, reason } = attempt;
+    return this.events.emit('user.login_failed', { ...(userId ? { userId } : {}), identifier: typedIdentifier(username), clientId, ip: req.ip, reason }, RequestContext.of(req));
   }
 
   private async render(req: Request, res: Response, interactionId: string, data: { username: string; error?: string }, status = 200): Promise<void> {

@@ -3,4 +3,4 @@ export { UsersService, normalizeEmail } from './users.service';
 export { User } from './user.entity';
 export { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
 export { ClaimsProvider, ClaimsService, ClaimsContext } from './claims';
-export { UserStore, IdpUser } from './user-store';
+export { UserStore, IdpUser, PasswordCheck } from './user-store';

@@ -5,7 +5,7 @@ import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7, Reques
 import { User } from './user.entity';
 import { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
 import { dummyHash, hashPassword, verifyPassword } from './password';
-import { UserStore } from './user-store';
+import { PasswordCheck, UserStore } from './user-store';
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -99,14 +99,22 @@ export class UsersService implements UserStore {
    * set so the caller can refuse them with the same generic message.
    */
   async verifyPassword(email: string, password: string): Promise<User | null> {
+    return (await this.checkPassword(email, password)).user as User | null;
+  }
+
+  /**
+   * verifyPassword, and the account the email names whether or not the password matched (for the
+   * audit log): one lookup and one verification, as for an unknown email.
+   */
+  async checkPassword(email: string, password: string): Promise<PasswordCheck> {
     const user = await this.users
       .createQueryBuilder('u')
       .addSelect('u.password_hash')
       .where('u.email = :email', { email: normalizeEmail(email) })
       .getOne();
     const ok = await verifyPassword(user?.password_hash ?? (await dummyHash()), password);
-    if (!user || !ok) return null;
+    if (!user) return { user: null, accountId: null };
     delete (user as Partial<User>).password_hash;
-    return user;
+    return { user: ok ? user : null, accountId: user.id };
   }
 }
