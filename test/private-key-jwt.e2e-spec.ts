@@ -21,7 +21,7 @@ async function publicJwk(pair: KeyPair, kid: string, alg: string): Promise<JWK> 
 
 describe('private_key_jwt (end to end)', () => {
   let s: TestServer;
-  let meta: { issuer: string; token_endpoint: string; jwks_uri: string; token_endpoint_auth_methods_supported: string[]; token_endpoint_auth_signing_alg_values_supported: string[] };
+  let meta: { issuer: string; token_endpoint: string; introspection_endpoint: string; jwks_uri: string; token_endpoint_auth_methods_supported: string[]; token_endpoint_auth_signing_alg_values_supported: string[] };
   let rsa: KeyPair;
   let client: { client_id: string; [k: string]: unknown };
 
@@ -101,6 +101,65 @@ describe('private_key_jwt (end to end)', () => {
     const res = await token(await jwt());
     expect(res.status).toBe(401);
     expect((await res.json()).error).toBe('invalid_client');
+  });
+
+  describe('assertions that live up to an hour, and why one is refused', () => {
+    const now = () => Math.floor(Date.now() / 1000);
+    const job = { alg: 'RS256', kid: 'job-key-1' };
+    /** An assertion of the report job, signed with its registered key unless told otherwise. */
+    const signed = (claims: Record<string, unknown>, header = job, key?: CryptoKey) => assertion(client.client_id, key ?? rsa.privateKey, header, claims);
+    const foreignKey = async () => (await generateKeyPair('RS256')).privateKey;
+
+    it.each<[string, () => Promise<string>]>([
+      ['exp = iat + 3600 (what a stock Authlib client signs)', () => signed({ iat: now(), exp: now() + 3600 })],
+      ['iat 59 minutes ago and exp in one', () => signed({ iat: now() - 3540, exp: now() + 60 })],
+      ['no iat and exp an hour ahead', () => signed({ iat: undefined, exp: now() + 3600 })],
+    ])('issues a token when the assertion has %s', async (_, jwt) => {
+      const res = await token(await jwt());
+      expect(res.status).toBe(200);
+      expect((await res.json()).scope).toBe('read:reports');
+    });
+
+    it.each<[string, () => Promise<string>, () => string[]]>([
+      ['exp = iat + 3601', () => signed({ iat: now(), exp: now() + 3601 }), () => ['lives too long', 'exp - iat']],
+      ['no iat and exp 3700 s ahead', () => signed({ iat: undefined, exp: now() + 3700 }), () => ['lives too long', 'ahead']],
+      ['iat 3700 s ago', () => signed({ iat: now() - 3700, exp: now() + 60 }), () => ['too old']],
+      ['the aud of another server', () => signed({ aud: 'https://other.example.com/oauth/token' }), () => ['wrong aud', `the issuer (${meta.issuer})`, `the token endpoint URL (${meta.token_endpoint})`]],
+      ['a kid the JWKS does not hold', async () => signed({}, { alg: 'RS256', kid: 'not-registered' }, await foreignKey()), () => ['unknown key']],
+      ["a registered kid but another key's signature", async () => signed({}, job, await foreignKey()), () => ['bad signature']],
+      ['a jti already used', async () => {
+        const jwt = await signed({ iat: now(), exp: now() + 3600 });
+        expect((await token(jwt)).status).toBe(200);
+        return jwt;
+      }, () => ['jti was already used']],
+      ['a used jti, newly signed', async () => {
+        const jti = randomUUID();
+        expect((await token(await signed({ jti, iat: now() - 1800, exp: now() + 1800 }))).status).toBe(200);
+        return signed({ jti, iat: now(), exp: now() + 3600 });
+      }, () => ['jti was already used']],
+      ['exp in the past', () => signed({ iat: now() - 300, exp: now() - 120 }), () => ['expired']],
+      ['the iss of another client', () => signed({ iss: 'another-client' }), () => ['wrong iss']],
+    ])('answers 401 invalid_client, saying why, when the assertion has %s', async (_, jwt, says) => {
+      const sent = await jwt();
+      const res = await token(sent);
+      expect(res.status).toBe(401);
+      const body = await res.json();
+      expect(body).toEqual({ error: 'invalid_client', error_description: expect.any(String) });
+      for (const words of says()) expect(body.error_description).toContain(words);
+      // RFC 6749 §5.2's characters, and nothing of the assertion itself.
+      expect(body.error_description).toMatch(/^[\x20\x21\x23-\x5b\x5d-\x7e]+$/);
+      for (const part of sent.split('.')) expect(body.error_description).not.toContain(part);
+    });
+
+    it("names the endpoint's own URL among the accepted audiences where the assertion is sent to another endpoint", async () => {
+      const res = await postForm(s, new URL(meta.introspection_endpoint).pathname, {
+        token: 'anything', client_assertion_type: JWT_BEARER, client_assertion: await signed({ aud: 'https://other.example.com/oauth/introspect' }),
+      });
+      expect(res.status).toBe(401);
+      expect((await res.json()).error_description).toBe(
+        `wrong aud: the accepted audiences are the issuer (${meta.issuer}) and the token endpoint URL (${meta.token_endpoint}), or this endpoint's URL (${meta.introspection_endpoint})`,
+      );
+    });
   });
 
   describe('with a jwks_uri', () => {

@@ -9,6 +9,7 @@ import { CryptoKey, JWK, JWTPayload, SignJWT, UnsecuredJWT, exportJWK, exportSPK
 import { CoreModule, IdpEventMap, IdpEvents, OAuthError, loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';
 import { Client } from '../client.entity';
+import { UsedAssertion } from '../used-assertion.entity';
 import { ClientsModule } from '../clients.module';
 import { ClientsService } from '../clients.service';
 import { ClientAuthenticator } from './client-authenticator';
@@ -214,6 +215,7 @@ describe('client authentication (ClientAuthenticator)', () => {
       ['aud = the token endpoint URL, RS256', { aud: TOKEN_ENDPOINT }, { alg: 'RS256', kid: 'rsa-1' }, () => rsa.privateKey],
       ['aud = the issuer, ES256', { aud: ISSUER }, { alg: 'ES256', kid: 'ec-1' }, () => ec.privateKey],
       ['aud = the token endpoint URL, ES256', { aud: TOKEN_ENDPOINT }, { alg: 'ES256', kid: 'ec-1' }, () => ec.privateKey],
+      ['a lifetime of an hour (exp = iat + 3600)', { iat: now(), exp: now() + 3600 }, { alg: 'RS256', kid: 'rsa-1' }, () => rsa.privateKey],
     ])('accepts an assertion with %s', async (_, claims, header, key) => {
       const client = await auth.authenticate(withAssertion(await assertion(jwtClient, claims, header, key())));
       expect(client.client_id).toBe(jwtClient.client_id);
@@ -234,6 +236,15 @@ describe('client authentication (ClientAuthenticator)', () => {
       expect(failures.at(-1)).toMatchObject({ clientId: jwtClient.client_id, method: 'private_key_jwt' });
     });
 
+    it('keeps a used jti for as long as its assertion would be accepted (exp and the clock tolerance)', async () => {
+      const exp = now() + 3600;
+      const jwt = await assertion(jwtClient, { exp });
+      await auth.authenticate(withAssertion(jwt));
+      const { jti } = JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
+      const row = await db.getRepository(UsedAssertion).findOneByOrFail({ client_id: jwtClient.client_id, jti });
+      expect(row.expires_at.getTime()).toBe((exp + 5) * 1000);
+    });
+
     it.each<[string, () => Promise<string>]>([
       ['it has expired', () => assertion(jwtClient, { iat: now() - 120, exp: now() - 60 })],
       ['its aud is another server', () => assertion(jwtClient, { aud: 'https://other.example.com' })],
@@ -241,10 +252,10 @@ describe('client authentication (ClientAuthenticator)', () => {
       ['it has no aud', () => assertion(jwtClient, { aud: undefined })],
       ['its iss is not its sub', () => assertion(jwtClient, { iss: otherJwtClient.client_id })],
       ['it has no iss', () => assertion(jwtClient, { iss: undefined })],
-      ['it lives longer than 10 minutes (exp 11 minutes from now)', () => assertion(jwtClient, { iat: now(), exp: now() + 660 })],
-      ['it lives longer than 10 minutes (no iat, exp 11 minutes from now)', () => assertion(jwtClient, { iat: undefined, exp: now() + 660 })],
-      ['it lives longer than 10 minutes (issued 5 minutes ago, expires in 6)', () => assertion(jwtClient, { iat: now() - 300, exp: now() + 360 })],
-      ['it was issued more than 10 minutes ago', () => assertion(jwtClient, { iat: now() - 660, exp: now() + 30 })],
+      ['it lives longer than an hour (exp = iat + 3601)', () => assertion(jwtClient, { iat: now(), exp: now() + 3601 })],
+      ['it lives longer than an hour (no iat, exp 61 minutes from now)', () => assertion(jwtClient, { iat: undefined, exp: now() + 3660 })],
+      ['it lives longer than an hour (issued 30 minutes ago, expires in 31)', () => assertion(jwtClient, { iat: now() - 1800, exp: now() + 1860 })],
+      ['it was issued more than an hour ago', () => assertion(jwtClient, { iat: now() - 3660, exp: now() + 30 })],
       ['it has no exp', () => assertion(jwtClient, { exp: undefined })],
       ['it has no jti', () => assertion(jwtClient, { jti: undefined })],
       ["its kid is not in the client's jwks", () => assertion(jwtClient, {}, { kid: 'unknown-kid' }, foreign.privateKey)],

@@ -1,8 +1,8 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { LessThan, Repository } from 'typeorm';
-import { JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify } from 'jose';
-import { IdpConfig, OutboundClient, OutboundError, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
+import { JWTPayload, JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify } from 'jose';
+import { IdpConfig, OAuthError, OutboundClient, OutboundError, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { UsedAssertion } from '../used-assertion.entity';
 import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
@@ -10,13 +10,18 @@ import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } fro
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Asymmetric algorithms only: a shared-secret HMAC would not be "private key" JWT. */
 export const ASSERTION_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-/** The longest an assertion may live (exp - now, now - iat, and exp - iat). */
-const MAX_ASSERTION_AGE_S = 600;
+/**
+ * The longest an assertion may live: exp - iat, and exp ahead of now or iat behind it (with the
+ * clock tolerance). An hour, the default of common client libraries (Authlib signs exp = iat + 3600).
+ */
+const MAX_ASSERTION_LIFETIME_S = 3600;
+/** The difference between the client's clock and ours that is forgiven on exp, nbf and iat. */
+const CLOCK_TOLERANCE_S = 5;
 
 /**
  * RFC 7523 §2.2 / OIDC Core §9 private_key_jwt: a JWT signed with the client's private key,
- * iss = sub = client_id, aud = our issuer or token endpoint (or the URL being called), exp in the
- * near future, and a jti that is accepted once.
+ * iss = sub = client_id, aud = our issuer or token endpoint (or the URL being called), living an
+ * hour at most, and a jti that is accepted once (kept until the assertion expires).
  */
 @ClientAuthMethod({ name: 'private_key_jwt' })
 @Injectable()
@@ -57,37 +62,48 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     return { clientId: sub, assertion, method: this.name };
   }
 
+  /**
+   * Verifies the assertion. A refusal says why in its description (what the client can fix: the
+   * key, the audience, the lifetime, the jti), never echoing the assertion or anything secret.
+   */
   async verify(client: Client, creds: ClientCredentials, ctx: ClientAuthContext): Promise<void> {
     const getKey = this.keySet(client);
-    if (!getKey) throw invalidClient('client authentication failed', 'client has no jwks or jwks_uri');
-    let exp: number;
-    let jti: string;
+    if (!getKey) throw refused('the client has no jwks or jwks_uri registered');
+    const audiences = { issuer: this.config.issuer, tokenEndpoint: this.config.tokenEndpoint, endpoint: ctx.endpointUrl };
+    let payload: JWTPayload;
     try {
-      const { payload } = await jwtVerify(creds.assertion!, getKey, {
+      ({ payload } = await jwtVerify(creds.assertion!, getKey, {
         issuer: client.client_id,
         subject: client.client_id,
-        audience: [...new Set([this.config.issuer, this.config.tokenEndpoint, ctx.endpointUrl])],
+        audience: [...new Set(Object.values(audiences))],
         algorithms: ASSERTION_ALGS,
         requiredClaims: ['exp', 'jti'],
-        clockTolerance: 5,
-      });
-      exp = payload.exp!;
-      jti = String(payload.jti);
-      const now = Math.floor(Date.now() / 1000);
-      if (exp - now > MAX_ASSERTION_AGE_S) throw new Error('assertion lives too long');
-      if (payload.iat !== undefined && now - payload.iat > MAX_ASSERTION_AGE_S) throw new Error('assertion is too old');
-      // RFC 7523 §3 item 4: the whole lifetime (exp - iat) is bounded, not only what is left of it.
-      if (payload.iat !== undefined && exp - payload.iat > MAX_ASSERTION_AGE_S) throw new Error('assertion lives too long');
-      if (jti.length === 0 || jti.length > 255) throw new Error('bad jti');
+        clockTolerance: CLOCK_TOLERANCE_S,
+      }));
     } catch (err) {
       const keys = jwksUriProblem(err);
       if (keys) throw invalidClient(keys.description, keys.hint);
-      throw invalidClient('client authentication failed', `assertion rejected: ${(err as Error).message}`);
+      throw refused(whyRefused(err, audiences));
     }
+    const now = Math.floor(Date.now() / 1000);
+    const exp = payload.exp!;
+    const { iat, jti } = payload;
+    if (iat !== undefined && now - iat > MAX_ASSERTION_LIFETIME_S + CLOCK_TOLERANCE_S) {
+      throw refused(`the client assertion is too old: its iat is more than ${MAX_ASSERTION_LIFETIME_S} s ago`);
+    }
+    if (exp - now > MAX_ASSERTION_LIFETIME_S + CLOCK_TOLERANCE_S) {
+      throw refused(`the client assertion lives too long: its exp is more than ${MAX_ASSERTION_LIFETIME_S} s ahead`);
+    }
+    // RFC 7523 §3 item 4: the whole lifetime (exp - iat) is bounded, not only what is left of it.
+    if (iat !== undefined && exp - iat > MAX_ASSERTION_LIFETIME_S) {
+      throw refused(`the client assertion lives too long: exp - iat is more than ${MAX_ASSERTION_LIFETIME_S} s`);
+    }
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 255) throw refused('the client assertion jti must be a string of 1 to 255 characters');
     try {
-      await this.used.insert({ client_id: client.client_id, jti, expires_at: new Date(exp * 1000) });
+      // Kept for as long as the assertion would be accepted: until exp, and the clock tolerance past it.
+      await this.used.insert({ client_id: client.client_id, jti, expires_at: new Date((exp + CLOCK_TOLERANCE_S) * 1000) });
     } catch (err) {
-      if (isUniqueViolation(err)) throw invalidClient('client authentication failed', 'assertion jti replayed');
+      if (isUniqueViolation(err)) throw refused('the client assertion jti was already used: sign each assertion with a new jti');
       throw err;
     }
   }
@@ -110,6 +126,42 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     this.keySets.set(client.client_id, { version, getKey: getKey as JWTVerifyGetKey });
     return getKey as JWTVerifyGetKey;
   }
+}
+
+/** A refused assertion: 401 invalid_client, the reason in error_description (RFC 6749 §5.2's characters only). */
+function refused(reason: string): OAuthError {
+  return invalidClient(reason.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?'));
+}
+
+/** Why jose refused the assertion, in words a client can act on. */
+function whyRefused(err: unknown, audiences: { issuer: string; tokenEndpoint: string; endpoint: string }): string {
+  if (err instanceof errors.JWKSNoMatchingKey) return "unknown key: no key in the client's JWKS matches the assertion's kid and alg";
+  if (err instanceof errors.JWSSignatureVerificationFailed) return "bad signature: the client assertion's signature does not verify with the client's key";
+  if (err instanceof errors.JOSEAlgNotAllowed) return `the client assertion's alg is not accepted: use one of ${ASSERTION_ALGS.join(', ')}`;
+  if (err instanceof errors.JWTExpired) return 'expired: the client assertion exp has passed';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') return `the client assertion has no ${err.claim} claim`;
+    switch (err.claim) {
+      case 'iss':
+        return 'wrong iss: the client assertion iss must be the client_id';
+      case 'sub':
+        return 'wrong sub: the client assertion sub must be the client_id';
+      case 'aud': {
+        const accepted = `the issuer (${audiences.issuer}) and the token endpoint URL (${audiences.tokenEndpoint})`;
+        const here = audiences.endpoint !== audiences.tokenEndpoint && audiences.endpoint !== audiences.issuer ? `, or this endpoint's URL (${audiences.endpoint})` : '';
+        return `wrong aud: the accepted audiences are ${accepted}${here}`;
+      }
+      case 'nbf':
+        return 'the client assertion is not valid yet (nbf)';
+      case 'exp':
+      case 'iat':
+        return `the client assertion ${err.claim} must be a number (seconds since the epoch)`;
+    }
+    return 'the client assertion claims are not valid';
+  }
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return "several keys in the client's JWKS match the assertion: name one with kid";
+  if (err instanceof errors.JOSEError) return 'the client assertion is not a valid signed JWT';
+  return 'the client assertion could not be verified';
 }
 
 /**
