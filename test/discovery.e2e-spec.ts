@@ -21,7 +21,7 @@ describe('discovery and JWKS', () => {
       introspection_endpoint: `${s.url}/oauth/introspect`,
       end_session_endpoint: `${s.url}/oidc/logout`,
       response_types_supported: ['code'],
-      response_modes_supported: ['query'],
+      response_modes_supported: ['query', 'form_post'],
       code_challenge_methods_supported: ['S256'],
       subject_types_supported: ['public'],
       id_token_signing_alg_values_supported: ['RS256'],

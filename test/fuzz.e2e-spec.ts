@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { DataSource } from 'typeorm';
-import { Browser, signIn } from './support/browser';
+import { Browser, forms, signIn } from './support/browser';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TestServer, basic, startServer } from './support/server';
 
 /**
@@ -380,7 +380,8 @@ describe('fuzzing every endpoint (fast-check)', () => {
       detail = body.error ? `${body.error} ${process.env.FUZZ_STATS === '2' ? String(body.error_description ?? body.message).slice(0, 60) : ''}` : body.active !== undefined ? `active=${body.active}` : '';
     } catch {
       const location = a.headers.location;
-      detail = !location ? '' : /^\/(login|consent)\?/.test(location) ? `${location.slice(1, location.indexOf('?'))} page` : (new URL(location).searchParams.get('error') ?? 'code');
+      const posted = formPostOf(a)?.fields;
+      detail = posted ? `form_post ${posted.error ?? 'code'}` : !location ? '' : /^\/(login|consent)\?/.test(location) ? `${location.slice(1, location.indexOf('?'))} page` : (new URL(location).searchParams.get('error') ?? 'code');
     }
     const key = `${path} ${a.status} ${detail}`;
     outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
@@ -576,6 +577,13 @@ describe('fuzzing every endpoint (fast-check)', () => {
     );
   };
 
+  /** A form_post answer (an HTML page whose one form posts the response to the client): its target and fields. */
+  function formPostOf(a: Answer): { action: string; fields: Record<string, string> } | undefined {
+    if (a.status !== 200 || !/^text\/html/.test(a.headers['content-type'] ?? '')) return undefined;
+    const found = forms(a.text);
+    return found.length === 1 && found[0].method === 'post' && /<script>/.test(a.text) ? { action: found[0].action, fields: found[0].fields } : undefined;
+  }
+
   /** Shared checks of the token, revocation and introspection endpoints' error answers. */
   function expectProtocolError(r: Sent, a: Answer, auth: { basicTried: boolean }): void {
     const body = expectOAuthError(r, a);
@@ -621,7 +629,9 @@ describe('fuzzing every endpoint (fast-check)', () => {
     const params = mutated({
       client_id: web.client_id, redirect_uri: REDIRECT, response_type: 'code', scope: 'openid profile', state: 'xyz', code_challenge: challenge, code_challenge_method: 'S256',
       prompt: none, max_age: none, nonce: none, login_hint: none, display: none, ui_locales: none, claims_locales: none, acr_values: none, claims: none,
-      id_token_hint: none, audience: none, resource: none, response_mode: none, request: none, request_uri: none,
+      id_token_hint: none, audience: none, resource: none, request: none, request_uri: none,
+      // A third of the valid requests ask for the form post response mode.
+      response_mode: pick<string | undefined>(undefined, undefined, 'form_post'),
     }, generated);
     const arb = fc.record({
       post: fc.boolean(),
@@ -654,10 +664,18 @@ describe('fuzzing every endpoint (fast-check)', () => {
       }
       if (c.session) r.headers.cookie = sessionCookie;
       // Only an issued code writes a row (and sessions, which keep the pending interaction).
-      const issued = (res: Answer) => !!res.headers.location && /[?&]code=/.test(res.headers.location) && !/[?&]error=/.test(res.headers.location);
+      const issued = (res: Answer) => {
+        const fields = formPostOf(res)?.fields;
+        if (fields) return fields.code !== undefined && fields.error === undefined;
+        return !!res.headers.location && /[?&]code=/.test(res.headers.location) && !/[?&]error=/.test(res.headers.location);
+      };
       const a = await exchange(r, (res) => !issued(res));
       const location = a.headers.location;
-      if (!location) {
+      // response_mode=form_post: the authorization response is a page whose form posts it to the redirect URI.
+      const posted = location ? undefined : formPostOf(a);
+      const modes = pairs.filter(([k]) => k === 'response_mode');
+      const formPostAsked = modes.length === 1 && modes[0][1] === 'form_post';
+      if (!location && !posted) {
         // The error page: client_id or redirect_uri could not be trusted (or the body was unreadable).
         const big = (r.body?.length ?? 0) > 64 * 1024 || !!c.post && !!c.shape.encoding;
         check(a.status === 400 || (a.status === 413 && big), 'an error page is HTTP 400 (413 for a body over the limit)', r, a);
@@ -665,17 +683,28 @@ describe('fuzzing every endpoint (fast-check)', () => {
         check(/<html/i.test(a.text), 'an error page is an HTML document', r, a);
         return;
       }
-      const page = /^\/(login|consent)\?interaction=/.test(location);
-      check(a.status === (c.post || page ? 303 : 302), 'a redirect is 302 after GET, 303 after POST (and to a page)', r, a);
-      if (page) {
-        check(c.session || location.startsWith('/login?'), 'no consent page without a session', r, a);
-        return; // valid enough: on to the login or consent page
+      let target: string | undefined;
+      let q: URLSearchParams;
+      if (posted) {
+        check(a.status === 200, 'a form post answer is HTTP 200', r, a);
+        check(a.headers['cache-control'] === 'no-store', 'a form post answer is not cached', r, a);
+        check(/script-src 'sha256-[A-Za-z0-9+/]+=*'$/.test(String(a.headers['content-security-policy'])), 'a form post answer runs only the script its CSP names', r, a);
+        target = registered.find((u) => posted.action === u);
+        q = new URLSearchParams(posted.fields);
+      } else {
+        const page = /^\/(login|consent)\?interaction=/.test(location!);
+        check(a.status === (c.post || page ? 303 : 302), 'a redirect is 302 after GET, 303 after POST (and to a page)', r, a);
+        if (page) {
+          check(c.session || location!.startsWith('/login?'), 'no consent page without a session', r, a);
+          return; // valid enough: on to the login or consent page
+        }
+        target = registered.find((u) => location!.startsWith(`${u}${u.includes('?') ? '&' : '?'}`));
+        q = new URL(location!).searchParams;
       }
-      const target = registered.find((u) => location.startsWith(`${u}${u.includes('?') ? '&' : '?'}`));
-      check(target, 'a redirect goes to a registered redirect_uri', r, a);
+      check(target, 'an authorization response goes to a registered redirect_uri', r, a);
       const sentRedirect = pairs.filter(([k]) => k === 'redirect_uri');
-      check(sentRedirect.length === 1 && sentRedirect[0][1] === target, 'a redirect goes to the redirect_uri of the request', r, a);
-      const q = new URL(location).searchParams;
+      check(sentRedirect.length === 1 && sentRedirect[0][1] === target, 'an authorization response goes to the redirect_uri of the request', r, a);
+      if (c.rawTail === undefined && plainForm) check(!!posted === formPostAsked, 'an authorization response is a form post exactly when response_mode=form_post was asked for', r, a);
       check(q.get('iss') === s.url, 'an authorization response carries iss (RFC 9207)', r, a);
       if (issued(a)) {
         check(c.session && q.getAll('code').length === 1 && q.get('code')!.length > 20, 'a code only for a signed-in user', r, a);

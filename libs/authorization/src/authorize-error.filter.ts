@@ -3,12 +3,13 @@ import type { Response } from 'express';
 import { IdpConfig, OAuthError, PageErrorFilter, PageRedirect, toOAuthError } from '@idp/core';
 import { Interactions } from '@idp/session';
 import type { AuthorizeHttpRequest } from './authorize-request';
-import { redirectErrorToClient } from './authorize-response';
+import { sendAuthorizationError } from './authorize-response';
 
 /**
  * Errors at /authorize: once the redirect URI is verified, redirectable errors go back to the
- * client with `error`, `error_description`, `state` and `iss`; before that (or for a
- * non-redirectable error) the user sees the error page with HTTP 400.
+ * client with `error`, `error_description`, `state` and `iss`, in the response mode the request
+ * asked for (the query, or a form post); before that (or for a non-redirectable error) the user
+ * sees the error page with HTTP 400.
  */
 @Catch()
 export class AuthorizeErrorFilter extends PageErrorFilter {
@@ -25,6 +26,6 @@ export class AuthorizeErrorFilter extends PageErrorFilter {
     if (!err.redirectable) return super.catch(exception, host);
     if (err.status >= 500) this.logger.error(`authorize failed: ${err.hint ?? (exception as Error)?.message}`);
     if (target.interactionId) Interactions.remove(req, target.interactionId);
-    redirectErrorToClient(res, req.method, target.redirectUri, target.state, err, this.config.issuer);
+    sendAuthorizationError(res, req.method, target, target.state, err, this.config.issuer);
   }
 }

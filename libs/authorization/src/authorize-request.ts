@@ -7,6 +7,7 @@ import { Api, ResourcesService } from '@idp/resources';
 import { ClaimsService } from '@idp/users';
 import { Interactions, type Interaction, type LoginCheck } from '@idp/session';
 import { S256_CHALLENGE } from './pkce';
+import { RESPONSE_MODES, type ResponseMode, type ResponseTarget } from './authorize-response';
 
 /** The scopes of OpenID Connect this server supports (claims from the users lib). */
 export const OIDC_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
@@ -17,6 +18,7 @@ const MAX_PARAM = 2048;
 export interface AuthorizeRequest {
   client: Client;
   redirectUri: string;
+  responseMode: ResponseMode;
   state?: string;
   scopes: string[];
   api?: Api;
@@ -32,8 +34,7 @@ export interface AuthorizeRequest {
 }
 
 /** Where errors may go, known once client_id and redirect_uri are verified. */
-export interface AuthorizeTarget {
-  redirectUri: string;
+export interface AuthorizeTarget extends ResponseTarget {
   state?: string;
   interactionId?: string;
 }
@@ -69,7 +70,10 @@ export class AuthorizeRequestValidator {
     // Exact, character-for-character match (RFC 9700 §4.1.3): no prefix, no wildcard, no normalization.
     if (!client.redirect_uris.includes(redirectUri)) throw pageError('The redirect_uri is not registered for this application.');
     const state = typeof source.state === 'string' ? source.state : undefined;
-    onTarget({ redirectUri, state: state && state.length <= MAX_PARAM ? state : undefined, interactionId: interaction?.id });
+    // The response mode asked for carries every answer, errors included; an unsupported (or
+    // repeated) one is itself an error, which goes back in the default mode, the query.
+    const responseMode: ResponseMode = source.response_mode === 'form_post' ? 'form_post' : 'query';
+    onTarget({ redirectUri, responseMode, state: state && state.length <= MAX_PARAM ? state : undefined, interactionId: interaction?.id });
 
     // Stage 2: everything else goes back to the client.
     const params: Record<string, string> = {};
@@ -83,7 +87,7 @@ export class AuthorizeRequestValidator {
     if (params.request_uri !== undefined) throw new OAuthError('request_uri_not_supported', 'request_uri is not supported');
     if (!params.response_type) throw invalidRequest('response_type is required');
     if (params.response_type !== 'code') throw new OAuthError('unsupported_response_type', 'only response_type=code is supported');
-    if (params.response_mode !== undefined && params.response_mode !== 'query') throw invalidRequest('only response_mode=query is supported');
+    if (params.response_mode !== undefined && !(RESPONSE_MODES as readonly string[]).includes(params.response_mode)) throw invalidRequest('response_mode must be query or form_post');
     if (!client.grant_types.includes('authorization_code')) throw new OAuthError('unauthorized_client', 'the client may not use the authorization code flow');
 
     // PKCE (RFC 7636, RFC 9700 §2.1.1): S256 only; required for public clients.
@@ -120,7 +124,7 @@ export class AuthorizeRequestValidator {
     const scopes = this.scopes(params.scope, client, api);
 
     return {
-      client, redirectUri, state, scopes, api, nonce: params.nonce, codeChallenge: challenge, prompt, maxAge,
+      client, redirectUri, responseMode, state, scopes, api, nonce: params.nonce, codeChallenge: challenge, prompt, maxAge,
       loginHint: params.login_hint, idTokenHintSub, params, interaction,
     };
   }

@@ -7,7 +7,7 @@ import { LoginRequirement, SessionCookies, SessionSerializer } from '@idp/sessio
 import { AuthorizeRequestValidator, loginCheckOf } from './authorize-request';
 import { AuthorizationService } from './authorization.service';
 import { ConsentService } from '@idp/consent';
-import { redirectErrorToClient, redirectToClient } from './authorize-response';
+import { sendAuthorizationError, sendAuthorizationResponse } from './authorize-response';
 
 /**
  * GET /authorize for a user who is signed in and whose consent is in place, the request of every
@@ -58,7 +58,7 @@ export class AuthorizeShortcut {
       // (answered here, so that no policy is asked twice for one request).
       if (!(err instanceof OAuthError) || !err.redirectable) return false;
       await this.renew(res, id, session);
-      redirectErrorToClient(res, 'GET', ar.redirectUri, ar.state, err, this.config.issuer);
+      sendAuthorizationError(res, 'GET', ar, ar.state, err, this.config.issuer);
       return true;
     }
     if (reason !== undefined) return false;
@@ -67,7 +67,7 @@ export class AuthorizeShortcut {
     const code = await this.authorization.issueCode(ar, user, RequestContext.of(req));
     // From here on a code exists: this answer is the one.
     await this.renew(res, id, session);
-    redirectToClient(res, 'GET', ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });
+    sendAuthorizationResponse(res, 'GET', ar, { code, state: ar.state, iss: this.config.issuer });
     return true;
   }
 

@@ -6,7 +6,7 @@ import { SessionGuard, currentSessionUser } from '@idp/session';
 import { AuthorizeRequest, AuthorizeRequestGuard, CurrentAuthorizeRequest } from './authorize-request';
 import { AuthorizeErrorFilter } from './authorize-error.filter';
 import { AuthorizationService } from './authorization.service';
-import { redirectToClient } from './authorize-response';
+import { sendAuthorizationResponse } from './authorize-response';
 
 /**
  * GET/POST /authorize (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), and /authorize/resume after the
@@ -37,6 +37,6 @@ export class AuthorizeController {
   private async authorize(ar: AuthorizeRequest, req: Request, res: Response): Promise<void> {
     const { code } = await this.authorization.decide(req, ar, currentSessionUser(req)!);
     if (ar.interaction) await saveSession(req);
-    redirectToClient(res, req.method, ar.redirectUri, { code, state: ar.state, iss: this.config.issuer });
+    sendAuthorizationResponse(res, req.method, ar, { code, state: ar.state, iss: this.config.issuer });
   }
 }

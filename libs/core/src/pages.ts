@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { Response } from 'express';
 
 /**
@@ -9,8 +10,16 @@ export function renderPage(res: Response, view: string, data: Record<string, unk
   res.status(status).render(view, data);
 }
 
-export function setPageHeaders(res: Response): void {
-  res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'");
+const PAGE_CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
+
+/**
+ * The headers of an HTML page. `scriptHashes`: the only scripts the page may run, by hash
+ * (`sha256-…`), for a page with a fixed inline script (the form_post response); none otherwise.
+ * Written on the bare response, so that the lean HTTP path can send a page too.
+ */
+export function setPageHeaders(res: ServerResponse, scriptHashes: string[] = []): void {
+  const scripts = scriptHashes.length ? `; script-src ${scriptHashes.map((h) => `'${h}'`).join(' ')}` : '';
+  res.setHeader('Content-Security-Policy', PAGE_CSP + scripts);
   res.setHeader('X-Frame-Options', 'DENY');
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Referrer-Policy', 'no-referrer');

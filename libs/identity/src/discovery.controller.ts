@@ -38,7 +38,8 @@ export class DiscoveryController {
       scopes_supported: ['openid', ...this.claims.scopes.filter((s) => s !== 'openid'), 'offline_access'],
       claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'sid', 'amr', 'at_hash', ...this.claims.claimNames],
       response_types_supported: ['code'],
-      response_modes_supported: ['query'],
+      // The authorization lib's RESPONSE_MODES (authorize-response.ts), which it keeps to itself.
+      response_modes_supported: ['query', 'form_post'],
       grant_types_supported: this.grants.grantTypes,
       code_challenge_methods_supported: ['S256'],
       token_endpoint_auth_methods_supported: authMethods,
