@@ -352,6 +352,8 @@ export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
   private readonly clientKeyCache = new Map<string, readonly LockKey[]>();
   private readonly pools = new Map<string, Pool>();
+  /** Locks seen here (key -> end, ms): attempts on a locked key are refused without asking the store again. */
+  private readonly locks = new Map<string, number>();
   private waiters: (() => void)[] = [];
   private purgeTimer?: NodeJS.Timeout;
 
@@ -426,6 +428,8 @@ export class LockoutService implements OnModuleDestroy {
     const deadline = Date.now() + SLOT_WAIT_MS;
     for (;;) {
       const now = Date.now();
+      const seenLock = Math.max(0, ...keys.map((k) => this.locks.get(k.key) ?? 0));
+      if (seenLock > now) return { keys, retryAfter: Math.ceil((seenLock - now) / 1000), epochs: new Map() };
       const epochs = new Map<string, number>();
       const missing: LockKey[] = [];
       for (const k of keys) {
@@ -439,7 +443,7 @@ export class LockoutService implements OnModuleDestroy {
       if (!missing.length) return { keys, retryAfter: 0, epochs };
       const outcome = await this.store.update(missing.map((k) => k.key), (counters) => {
         const granted = new Map<string, { epoch: number; dirty: boolean }>();
-        let lockedUntil = 0;
+        const locked = new Map<string, number>();
         let busyUntil = 0;
         const next = new Map<string, Counter>();
         for (const k of missing) {
@@ -447,14 +451,14 @@ export class LockoutService implements OnModuleDestroy {
           if ('granted' in r) {
             next.set(k.key, r.counter);
             granted.set(k.key, { epoch: r.granted.epoch, dirty: r.counter.failures > 0 });
-          } else {
-            lockedUntil = Math.max(lockedUntil, r.refused.lockedUntil);
-            busyUntil = Math.max(busyUntil, r.refused.busyUntil);
-          }
+          } else if (r.refused.lockedUntil) locked.set(k.key, r.refused.lockedUntil);
+          else busyUntil = Math.max(busyUntil, r.refused.busyUntil);
         }
         // All or nothing: slots are only taken when every key has one.
-        return granted.size === missing.length ? { counters: next, result: { granted, lockedUntil, busyUntil } } : { counters: new Map(), result: { granted: new Map(), lockedUntil, busyUntil } };
+        return granted.size === missing.length ? { counters: next, result: { granted, locked, busyUntil } } : { counters: new Map(), result: { granted: new Map(), locked, busyUntil } };
       });
+      const lockedUntil = Math.max(0, ...outcome.locked.values());
+      this.remember(outcome.locked);
       if (outcome.granted.size === missing.length) {
         for (const [key, g] of outcome.granted) {
           let p = this.pools.get(key);
@@ -471,7 +475,7 @@ export class LockoutService implements OnModuleDestroy {
       }
       // Refused: give back what was taken here for this attempt.
       this.giveBack(epochs);
-      if (outcome.lockedUntil > now) return { keys, retryAfter: Math.ceil((outcome.lockedUntil - now) / 1000), epochs: new Map() };
+      if (lockedUntil > now) return { keys, retryAfter: Math.ceil((lockedUntil - now) / 1000), epochs: new Map() };
       // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys, if any, to end.
       const ownInUse = missing.some((k) => (this.pools.get(k.key)?.inUse ?? 0) > 0);
       if (!ownInUse || Date.now() >= deadline) {
@@ -491,7 +495,22 @@ export class LockoutService implements OnModuleDestroy {
     for (const k of dirty) {
       const p = this.pools.get(k.key);
       if (p) p.dirty = false;
+      this.locks.delete(k.key);
     }
+  }
+
+  /**
+   * Keeps the locks just seen, so that attempts on them are refused here until they end (another
+   * instance's success may lift one sooner; this instance then refuses until the end it saw).
+   */
+  private remember(locks: ReadonlyMap<string, number>): void {
+    if (!locks.size) return;
+    if (this.locks.size >= 10_000) {
+      const now = Date.now();
+      for (const [key, until] of this.locks) if (until <= now) this.locks.delete(key);
+      if (this.locks.size >= 10_000) this.locks.clear();
+    }
+    for (const [key, until] of locks) this.locks.set(key, until);
   }
 
   /** The credential was wrong: each slot is spent as one failure more. Returns the seconds of the longest lock now in place (0 if none). */
@@ -501,12 +520,19 @@ export class LockoutService implements OnModuleDestroy {
       return await this.store.update(attempt.keys.map((k) => k.key), (counters) => {
         let longest = 0;
         const next = new Map<string, Counter>();
+        const locked = new Map<string, number>();
         for (const k of attempt.keys) {
           const c = fail(counters.get(k.key) ?? EMPTY_COUNTER, k.threshold, this.schedule, attempt.epochs.get(k.key) ?? 0, now);
           next.set(k.key, c);
-          if (c.lockedUntil > now) longest = Math.max(longest, Math.ceil((c.lockedUntil - now) / 1000));
+          if (c.lockedUntil > now) {
+            locked.set(k.key, c.lockedUntil);
+            longest = Math.max(longest, Math.ceil((c.lockedUntil - now) / 1000));
+          }
         }
-        return { counters: next, result: longest };
+        return { counters: next, result: { longest, locked } };
+      }).then(({ longest, locked }) => {
+        this.remember(locked);
+        return longest;
       });
     } finally {
       // The slots stay in use until the failure is recorded: an attempt waiting for one of them

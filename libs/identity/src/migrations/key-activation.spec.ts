@@ -46,7 +46,8 @@ describe(`migration KeyActivation (${onPostgres ? 'PostgreSQL' : 'SQLite'})`, ()
     await insert('old', 'previous', '2026-01-01 00:00:00.000', '2026-01-02 00:00:00.000');
     await insert('cur', 'current', '2026-02-01 00:00:00.000', null);
     await ds.destroy();
-    ds = await new DataSource(dataSourceOptions(db.url)).initialize();
+    // Up to this migration only: the ones after it are not what this spec is about.
+    ds = await new DataSource({ ...dataSourceOptions(db.url), migrations: MIGRATIONS.slice(0, MIGRATIONS.indexOf(KeyActivation1764300000000) + 1) }).initialize();
     expect((await ds.runMigrations()).map((m) => m.name)).toEqual(['KeyActivation1764300000000']);
     expect(await rows()).toEqual([
       { kid: 'cur', status: 'current', created_at: new Date('2026-02-01T00:00:00Z'), activates_at: new Date('2026-02-01T00:00:00Z'), publish_until: null },
