@@ -134,6 +134,12 @@ describe.each(stores)('brute-force protection, counters %s', (_, storeEnv) => {
     expect(events.body.items[0]).toMatchObject({ type: 'client.locked', client_id: worker.client_id, ip: expect.any(String) });
     const logins = await s.admin('GET', '/admin/audit-events?type=user.locked');
     expect(logins.body.items.length).toBeGreaterThan(0);
+    // The lock names the account tried: its user_id when it exists, and the identifier typed.
+    const user = (await s.admin('GET', `/admin/users?email=${encodeURIComponent(USER.email)}`)).body.items[0];
+    const ofUser = logins.body.items.filter((e: { user_id: string | null }) => e.user_id === user.user_id);
+    expect(ofUser.length).toBeGreaterThan(0);
+    expect(ofUser[0].data).toMatchObject({ identifier: USER.email, reason: 'account' });
+    expect(JSON.stringify(logins.body)).not.toContain(USER.password);
   });
 });
 

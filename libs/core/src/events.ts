@@ -35,7 +35,8 @@ export interface IdpEventMap {
   'user.login_failed': { userId?: string; identifier: string; clientId?: string; ip?: string; reason: string };
   'user.logout': { userId: string; clientId?: string };
   'user.login_denied': { userId: string; clientId?: string; reason: string };
-  'user.locked': { reason: 'account' | 'address'; retryAfter: number; ip?: string };
+  /** The failure that reached a lock: the account tried (its user_id when it exists, and the identifier typed). */
+  'user.locked': { reason: 'account' | 'address'; retryAfter: number; userId?: string; identifier?: string; ip?: string };
   'client.locked': { clientId?: string; reason: 'client' | 'address'; retryAfter: number; ip?: string };
   'consent.granted': { userId: string; clientId: string; scopes: string[]; audience?: string };
   'consent.denied': { userId: string; clientId: string };

@@ -1,6 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { IdpPassport } from './passport';
+import { LoginAttemptRequest, typedIdentifier } from './local.strategy';
 import { LoginPolicies } from './login-policy';
 import { Interactions } from './interactions';
 import { ClientsService } from '@idp/clients';
@@ -56,7 +57,8 @@ export class LocalLoginGuard implements CanActivate {
       const locked = await this.lockout.failed(attempt);
       if (locked) {
         req.loginLocked = locked;
-        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ip: req.ip }, RequestContext.of(req));
+        const userId = (req as LoginAttemptRequest).loginAttempt?.userId;
+        await this.events.emit('user.locked', { reason: 'account', retryAfter: locked, ...(userId ? { userId } : {}), identifier: typedIdentifier(username), ip: req.ip }, RequestContext.of(req));
       }
       return true;
     }
