@@ -475,11 +475,13 @@ export class LockoutService implements OnModuleDestroy {
       }
       // Refused: give back what was taken here for this attempt.
       this.giveBack(epochs);
-      if (lockedUntil > now) return { keys, retryAfter: Math.ceil((lockedUntil - now) / 1000), epochs: new Map() };
+      // Seconds counted from now, after the store's answer: a lock another attempt set meanwhile may end later than `now` + its length.
+      const answered = Date.now();
+      if (lockedUntil > answered) return { keys, retryAfter: Math.ceil((lockedUntil - answered) / 1000), epochs: new Map() };
       // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys, if any, to end.
       const ownInUse = missing.some((k) => (this.pools.get(k.key)?.inUse ?? 0) > 0);
       if (!ownInUse || Date.now() >= deadline) {
-        return { keys, retryAfter: Math.max(1, Math.ceil((Math.min(outcome.busyUntil || now + 1000, now + LEASE_EPOCH_MS) - now) / 1000)), epochs: new Map() };
+        return { keys, retryAfter: Math.max(1, Math.ceil((Math.min(outcome.busyUntil || answered + 1000, answered + LEASE_EPOCH_MS) - answered) / 1000)), epochs: new Map() };
       }
       await this.waitForSlot(deadline);
     }
