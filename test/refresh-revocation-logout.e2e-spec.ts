@@ -322,6 +322,18 @@ describe('refresh tokens, revocation, introspection, userinfo and logout (end to
       expect(res.status).toBe(200);
     });
 
+    // RFC 7009 §2.2: an invalid token is no error, whatever its length (up to the body limit) or shape.
+    it.each<[string, string]>([
+      ['empty', ''],
+      ['10,000 characters', 'a'.repeat(10_000)],
+      ['60,000 characters with dots', `${'x'.repeat(20_000)}.${'y'.repeat(20_000)}.${'z'.repeat(19_998)}`],
+      ['10,000 non-ASCII characters', 'é'.repeat(10_000)],
+    ])('answers 200 {} for a token it does not recognise: %s', async (_name, token) => {
+      const res = await revoke(web, token);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({});
+    });
+
     it('answers 400 invalid_request without a token', async () => {
       const res = await clientPost(web, '/oauth/revoke', {});
       expect(res.status).toBe(400);

@@ -39,7 +39,7 @@ export class ProtocolEndpoints {
   routes(): ProtocolRoute[] {
     return [
       { method: 'POST', path: '/oauth/token', form: true, handle: (req, h) => this.token(req, h) },
-      { method: 'POST', path: '/oauth/revoke', form: true, handle: (req, h) => this.revoke(req, h) },
+      { method: 'POST', path: '/oauth/revoke', form: true, unboundedParams: ['token'], handle: (req, h) => this.revoke(req, h) },
       // Any token is answered, whatever its length (RFC 7662 §2.2: one not recognised is inactive).
       { method: 'POST', path: '/oauth/introspect', form: true, unboundedParams: ['token'], handle: (req, h) => this.introspect(req, h) },
       { method: 'GET', path: '/userinfo', form: false, handle: (req) => this.userinfo(req) },
@@ -61,11 +61,14 @@ export class ProtocolEndpoints {
     return { body: await handler.handle(request, client, RequestContext.of(req)), headers };
   }
 
-  /** RFC 7009: always 200 once the client is authenticated, whether or not the token was valid. */
+  /**
+   * RFC 7009: always 200 once the client is authenticated, whether or not the token was valid
+   * (§2.2: an invalid token is no error), whatever its length or shape; `token` is required (§2.1).
+   */
   async revoke(req: ProtocolRequest, headers: Record<string, string> = {}): Promise<ProtocolResponse> {
     const client = await this.client(req, headers);
     const body = req.body as Record<string, string>;
-    if (!body.token) throw invalidRequest('token is required');
+    if (body.token === undefined) throw invalidRequest('token is required');
     await this.tokens.revoke(body.token, client, body.token_type_hint, RequestContext.of(req));
     return { body: {}, headers };
   }
