@@ -1,18 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { LockoutService } from '@idp/core';
 import { Browser, forms } from './support/browser';
+import { TEST_REDIS_URL as REDIS_URL, redisUp } from './support/redis';
 import { TestServer, basic, postForm, startServer } from './support/server';
 
 const REDIRECT = 'https://app.example.com/callback';
 const USER = { email: 'eve.target@example.com', password: 'the right password, long enough' };
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const redisUp = (() => {
-  const { port, hostname } = new URL(REDIS_URL);
-  const probe = `require('net').connect(${Number(port) || 6379}, '${hostname}').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`;
-  return spawnSync(process.execPath, ['-e', probe], { timeout: 3000 }).status === 0;
-})();
 if (!redisUp) console.warn(`brute-force suite on Redis skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
 
 const stores: [string, Record<string, string>][] = [

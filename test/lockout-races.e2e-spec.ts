@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { UserStore } from '@idp/users';
 import { ClientsService } from '@idp/clients';
 import { Browser, Form, Page, forms } from './support/browser';
+import { TEST_REDIS_URL as REDIS_URL, redisUp } from './support/redis';
 import { TestServer, basic, freshDatabase, onPostgres, postForm, startServer } from './support/server';
 
 /**
@@ -20,12 +20,6 @@ const THRESHOLD = 10;
 const REDIRECT = 'https://app.example.com/callback';
 const USER = { email: 'parallel.target@example.com', password: 'the right password, long enough' };
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const redisUp = (() => {
-  const { port, hostname } = new URL(REDIS_URL);
-  const probe = `require('net').connect(${Number(port) || 6379}, '${hostname}').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`;
-  return spawnSync(process.execPath, ['-e', probe], { timeout: 3000 }).status === 0;
-})();
 if (!redisUp) console.warn(`lockout races on Redis skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
 if (!onPostgres) console.warn('lockout races with two instances on one database skipped: set TEST_DATABASE_URL to a PostgreSQL URL (.ci/run does)');
 

@@ -3,6 +3,7 @@ import Redis from 'ioredis';
 import { Client as PgClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '@idp/identity';
+import { TEST_REDIS_URL as REDIS_URL, redisUp } from '../../../test/support/redis';
 import { loadConfig } from './config';
 import { gateSqliteTransactions } from './sqlite-gate';
 import { sha256 } from './crypto';
@@ -103,13 +104,7 @@ describe('lockout counter steps', () => {
  * The stores: `update` is atomic over its keys on every instance (50 parallel increments on two
  * store objects sharing the counters lose none), on SQLite, PostgreSQL (TEST_DATABASE_URL) and Redis.
  */
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PG_URL = process.env.TEST_DATABASE_URL?.startsWith('postgres') ? process.env.TEST_DATABASE_URL : undefined;
-const redisUp = (() => {
-  const { port, hostname } = new URL(REDIS_URL);
-  const probe = `require('net').connect(${Number(port) || 6379}, '${hostname}').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`;
-  return require('node:child_process').spawnSync(process.execPath, ['-e', probe], { timeout: 3000 }).status === 0;
-})();
 if (!redisUp) console.warn(`RedisLockoutStore specs skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
 
 interface StoreFixture {
