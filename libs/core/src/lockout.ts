@@ -51,6 +51,8 @@ export const LEASE_EPOCH_MS = 30_000;
 export const LEASE_MARGIN_MS = 12_000;
 /** How long an attempt waits for one of this instance's own slots on a key to come back, when the key's budget is all in use. */
 const SLOT_WAIT_MS = 5_000;
+/** How many attempts on one key may wait here, asking the store again, while other instances hold its slots. */
+const MAX_POLLING_WAITERS = 32;
 
 /** The lock schedule: IDP_LOCKOUT_SECONDS at the threshold, doubling with each further failure, up to IDP_LOCKOUT_MAX_SECONDS. */
 export interface LockSchedule {
@@ -344,14 +346,16 @@ export interface LockAttempt {
  * usual request (a success on a key without failures) costs no database or Redis write at all; an
  * instance goes to the store about once per key and epoch, and on failures. A locked key refuses
  * attempts without counting them or costing a verification. When a key's whole budget is in use by
- * attempts in flight, a new attempt waits for one of them here (up to SLOT_WAIT_MS), or is refused
- * with 429 when the slots are held elsewhere.
+ * attempts in flight, a new attempt waits (up to SLOT_WAIT_MS) for one of them here, or, when other
+ * instances hold them, asks the store again after pauses that double; then it is refused with 429.
  */
 @Injectable()
 export class LockoutService implements OnModuleDestroy {
   readonly store: LockoutStore;
   private readonly clientKeyCache = new Map<string, readonly LockKey[]>();
   private readonly pools = new Map<string, Pool>();
+  /** Attempts waiting here for a key whose slots other instances hold (key -> how many), at most MAX_POLLING_WAITERS each. */
+  private readonly polling = new Map<string, number>();
   /** Locks seen here (key -> end, ms): attempts on a locked key are refused without asking the store again. */
   private readonly locks = new Map<string, number>();
   private waiters: (() => void)[] = [];
@@ -422,10 +426,11 @@ export class LockoutService implements OnModuleDestroy {
   /**
    * Takes a slot on every key before the credential is checked: from this instance's pool when it
    * has a free one, else leased from the store. Refused (`retryAfter` > 0, nothing held) while a
-   * key is locked, or when its budget is in use elsewhere; waits when it is in use here.
+   * key is locked, or when its budget stays in use (it waits up to SLOT_WAIT_MS for a slot first).
    */
   async attempt(keys: readonly LockKey[]): Promise<LockAttempt> {
     const deadline = Date.now() + SLOT_WAIT_MS;
+    let pauses = 0;
     for (;;) {
       const now = Date.now();
       const seenLock = Math.max(0, ...keys.map((k) => this.locks.get(k.key) ?? 0));
@@ -478,12 +483,28 @@ export class LockoutService implements OnModuleDestroy {
       // Seconds counted from now, after the store's answer: a lock another attempt set meanwhile may end later than `now` + its length.
       const answered = Date.now();
       if (lockedUntil > answered) return { keys, retryAfter: Math.ceil((lockedUntil - answered) / 1000), epochs: new Map() };
-      // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys, if any, to end.
+      // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys
+      // to end; when the slots are held by other instances, ask the store again after a pause that
+      // doubles each time (50 ms, 100 ms, … : a handful of store calls in SLOT_WAIT_MS), so that
+      // their failures' lock, or a slot they give back at the epoch's end, is seen. A few such
+      // waiters a key at most; the others are refused at once.
       const ownInUse = missing.some((k) => (this.pools.get(k.key)?.inUse ?? 0) > 0);
-      if (!ownInUse || Date.now() >= deadline) {
-        return { keys, retryAfter: Math.max(1, Math.ceil((Math.min(outcome.busyUntil || answered + 1000, answered + LEASE_EPOCH_MS) - answered) / 1000)), epochs: new Map() };
+      const busy = { keys, retryAfter: Math.max(1, Math.ceil((Math.min(outcome.busyUntil || answered + 1000, answered + LEASE_EPOCH_MS) - answered) / 1000)), epochs: new Map() };
+      if (Date.now() >= deadline) return busy;
+      if (ownInUse) await this.waitForSlot(deadline);
+      else {
+        const key = missing[0].key;
+        const polling = this.polling.get(key) ?? 0;
+        if (polling >= MAX_POLLING_WAITERS) return busy;
+        this.polling.set(key, polling + 1);
+        try {
+          await this.waitForSlot(Math.min(deadline, Date.now() + 50 * 2 ** pauses++));
+        } finally {
+          const left = (this.polling.get(key) ?? 1) - 1;
+          if (left > 0) this.polling.set(key, left);
+          else this.polling.delete(key);
+        }
       }
-      await this.waitForSlot(deadline);
     }
   }
 
