@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { CryptoKey, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { Client } from '@idp/clients';
+import { closeLocalServers, serveLocal } from './support/local-http';
 import { TestServer, postForm, startServer } from './support/server';
 
 /**
@@ -16,30 +15,9 @@ import { TestServer, postForm, startServer } from './support/server';
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const API = 'https://api.example.com/outbound';
-const servers: Server[] = [];
 
-interface Local {
-  url: string;
-  /** TCP connections the server accepted. */
-  connections: number;
-}
-
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Local> {
-  const server = createServer(handler);
-  const local: Local = { url: '', connections: 0 };
-  server.on('connection', () => local.connections++);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  local.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  servers.push(server);
-  return local;
-}
-
-afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((resolve) => s.close(resolve));
-  }
-});
+const serve = serveLocal;
+afterAll(closeLocalServers);
 
 const message = (body: { message: string | string[] }) => ([] as string[]).concat(body.message).join('\n');
 const pkjClient = (jwks_uri: string) => ({ client_name: 'Outbound job', grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt', jwks_uri });

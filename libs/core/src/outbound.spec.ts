@@ -1,5 +1,5 @@
-import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeLocalServers, serveLocal } from '../../../test/support/local-http';
+import type { ServerResponse } from 'node:http';
 import { FetchImplementation, createRemoteJWKSet, exportJWK, generateKeyPair, SignJWT, jwtVerify, customFetch } from 'jose';
 import { OUTBOUND_MAX_BYTES, OUTBOUND_USER_AGENT, OutboundClient, OutboundError, OutboundMode, OutboundResolver } from './outbound';
 
@@ -9,44 +9,8 @@ import { OUTBOUND_MAX_BYTES, OUTBOUND_USER_AGENT, OutboundClient, OutboundError,
  * 127.0.0.1.
  */
 
-interface Local {
-  url: string;
-  port: number;
-  /** TCP connections the server accepted. */
-  connections: number;
-  requests: IncomingMessage[];
-  close(): Promise<void>;
-}
-
-const servers: Server[] = [];
-
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Local> {
-  const server = createServer();
-  const local: Local = {
-    url: '', port: 0, connections: 0, requests: [],
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-  server.on('connection', () => local.connections++);
-  server.on('request', (req, res) => {
-    local.requests.push(req);
-    handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  local.port = (server.address() as AddressInfo).port;
-  local.url = `http://127.0.0.1:${local.port}`;
-  servers.push(server);
-  return local;
-}
-
-afterAll(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((resolve) => s.close(resolve));
-  }
-});
+const serve = serveLocal;
+afterAll(closeLocalServers);
 
 /** The reason of the OutboundError a fetch rejects with. */
 async function reason(p: Promise<unknown>): Promise<string> {
