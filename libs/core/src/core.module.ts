@@ -7,11 +7,13 @@ import { LockoutService } from './lockout';
 import { IDP_OVERRIDES, IdpOverrides } from './overrides';
 import { IdpBootContext } from './boot-context';
 import { OutboundClient } from './outbound';
+import { BootClock, Clock, SystemClock } from './clock';
 
 /**
- * Provides the validated configuration, the logger, the overrides, the event bus and the outbound
- * HTTP client to every module. Without an explicit configuration, the one of the application being created
- * (IdpBootContext) is used, else the environment's.
+ * Provides the validated configuration, the logger, the overrides, the clock, the event bus and the
+ * outbound HTTP client to every module. Without an explicit configuration, the one of the application
+ * being created (IdpBootContext) is used, else the environment's. The clock is `overrides.clock`, else
+ * the one the application is created with (BootClock), else the system's.
  */
 @Global()
 @Module({})
@@ -26,11 +28,12 @@ export class CoreModule {
           ? { provide: JsonLogger, useValue: logger }
           : { provide: JsonLogger, inject: [IdpConfig], useFactory: (c: IdpConfig) => IdpBootContext.current()?.logger ?? new JsonLogger(c.logLevel) },
         { provide: IDP_OVERRIDES, useValue: overrides },
+        { provide: Clock, useFactory: () => overrides.clock ?? BootClock.current() ?? new SystemClock() },
         IdpEvents,
         LockoutService,
         { provide: OutboundClient, inject: [IdpConfig], useFactory: (c: IdpConfig) => new OutboundClient({ mode: c.outbound }) },
       ],
-      exports: [IdpConfig, JsonLogger, IDP_OVERRIDES, IdpEvents, LockoutService, OutboundClient, DiscoveryModule],
+      exports: [IdpConfig, JsonLogger, IDP_OVERRIDES, Clock, IdpEvents, LockoutService, OutboundClient, DiscoveryModule],
     };
   }
 }

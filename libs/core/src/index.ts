@@ -13,6 +13,7 @@ export * from './pages';
 export * from './page-redirect';
 export * from './page-error.filter';
 export * from './request-context';
+export * from './clock';
 export * from './lockout';
 export * from './outbound';
 export * from './sqlite-gate';
