@@ -4,16 +4,17 @@ import { Client as PgClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '@idp/identity';
 import { TEST_REDIS_URL as REDIS_URL, redisUp } from '../../../test/support/redis';
+import { ManualClock, SystemClock } from './clock';
 import { loadConfig } from './config';
 import { gateSqliteTransactions } from './sqlite-gate';
 import { sha256 } from './crypto';
 import {
-  Counter, DatabaseLockoutStore, EMPTY_COUNTER, LEASE_EPOCH_MS, LEASE_MARGIN_MS, LockoutService, LockoutStore, RedisLockoutStore, fail, lease, reset, rolled,
+  Counter, DatabaseLockoutStore, EMPTY_COUNTER, LEASE_EPOCH_MS, LEASE_MARGIN_MS, Lockout, LockoutService, LockoutStore, RedisLockoutStore, fail, lease, reset, rolled,
 } from './lockout';
 
 describe('LockoutService.clientKeys', () => {
   const config = loadConfig({ IDP_LOCKOUT_THRESHOLD: '4' });
-  const service = () => new LockoutService({} as DataSource, config);
+  const service = () => new LockoutService({} as DataSource, config, new SystemClock());
 
   it('names the client from this address, the client and the address, with hashed client ids', () => {
     const client = sha256('app-1');
@@ -200,15 +201,19 @@ describe.each(fixtures)('%s', (name, make) => {
   }
 });
 
-/** The service: slots taken before the check, reused for successes, spent by failures. */
+/**
+ * The service: slots taken before the check, reused for successes, spent by failures; on the
+ * database store on SQLite, with a clock that moves only when the test advances it.
+ */
 describe('LockoutService', () => {
   let ds: DataSource;
   let service: LockoutService;
   let writes = 0;
+  const clock = new ManualClock();
   beforeAll(async () => {
     ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
     gateSqliteTransactions(ds);
-    service = new LockoutService(ds, loadConfig({ IDP_LOCKOUT_THRESHOLD: '3', IDP_LOCKOUT_IP_THRESHOLD: '100', IDP_LOCKOUT_SECONDS: '60' }));
+    service = new LockoutService(ds, loadConfig({ IDP_LOCKOUT_THRESHOLD: '3', IDP_LOCKOUT_IP_THRESHOLD: '100', IDP_LOCKOUT_SECONDS: '60' }), clock);
     const update = service.store.update.bind(service.store);
     service.store.update = ((...args: Parameters<LockoutStore['update']>) => {
       writes++;
@@ -256,5 +261,46 @@ describe('LockoutService', () => {
     await service.succeed(await service.attempt(keys));
     expect((await service.check([keys[0], keys[1]])).dirty).toBe(false);
     expect((await service.check([keys[2]])).dirty).toBe(true);
+  });
+
+  it('unlocks a key once its lock has passed on the clock, and doubles the lock at the next failure', async () => {
+    const keys = service.loginKeys('expiring@example.com', '192.0.2.40');
+    const locks: number[] = [];
+    for (let i = 0; i < 3; i++) locks.push(await service.failed(await service.attempt(keys)));
+    expect(locks).toEqual([0, 0, 60]);
+    expect((await service.attempt(keys)).retryAfter).toBe(60);
+    expect((await service.check(keys)).retryAfter).toBe(60);
+
+    clock.advance(59_000);
+    expect((await service.attempt(keys)).retryAfter).toBe(1);
+    expect((await service.check(keys)).retryAfter).toBe(1);
+    clock.advance(1_000);
+    expect((await service.check(keys)).retryAfter).toBe(0);
+    const after = await service.attempt(keys);
+    expect(after.retryAfter).toBe(0);
+    // A failure after the lock: locked again, twice as long.
+    expect(await service.failed(after)).toBe(120);
+    expect((await service.attempt(keys)).retryAfter).toBe(120);
+
+    clock.advance(120_000);
+    const right = await service.attempt(keys);
+    expect(right.retryAfter).toBe(0);
+    await service.succeed(right);
+    expect(await service.check([keys[0], keys[1]])).toEqual({ retryAfter: 0, dirty: false });
+    const row = await ds.getRepository(Lockout).findOneByOrFail({ key: keys[0].key });
+    expect(row.failures).toBe(0);
+  });
+
+  it('forgets failures a day old on the clock (the database store keeps the times the clock gave)', async () => {
+    const keys = service.loginKeys('once-a-week@example.com', '192.0.2.50');
+    await service.failed(await service.attempt(keys));
+    await service.failed(await service.attempt(keys));
+    const failedAt = clock.now();
+    const row = await ds.getRepository(Lockout).findOneByOrFail({ key: keys[0].key });
+    expect(row).toMatchObject({ failures: 2, last_failure_at: new Date(failedAt) });
+    clock.advance(24 * 3600_000 + 1);
+    // Two failures a day apart do not add up to the threshold of 3.
+    expect(await service.failed(await service.attempt(keys))).toBe(0);
+    expect((await ds.getRepository(Lockout).findOneByOrFail({ key: keys[0].key })).failures).toBe(1);
   });
 });

@@ -2,6 +2,7 @@ import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, In, PrimaryColumn } from 'typeorm';
+import { Clock, SystemClock } from './clock';
 import { IdpConfig } from './config';
 import { sha256 } from './crypto';
 import { retryOnDbConflict } from './db-errors';
@@ -159,7 +160,8 @@ const ms = (v: string | Date | null | undefined): number =>
  * touch the database only to clear failures they find.
  */
 export class DatabaseLockoutStore implements LockoutStore {
-  constructor(private readonly db: DataSource) {}
+  /** `clock`: the time of the rows it inserts (their last_failure_at before any failure). */
+  constructor(private readonly db: DataSource, private readonly clock: Clock = new SystemClock()) {}
 
   private get pg(): boolean {
     return this.db.options.type === 'postgres';
@@ -189,7 +191,7 @@ export class DatabaseLockoutStore implements LockoutStore {
   update<T>(keys: string[], fn: (counters: Map<string, Counter>) => { counters: Map<string, Counter>; result: T }): Promise<T> {
     const sorted = [...new Set(keys)].sort();
     const t = this.table;
-    const now = this.date(Date.now());
+    const now = this.date(this.clock.now());
     return retryOnDbConflict(() =>
       this.db.transaction(async (m) => {
         // Takes every row (a no-op update locks one that exists) in key order, and reads it back.
@@ -220,7 +222,7 @@ export class DatabaseLockoutStore implements LockoutStore {
           if (!c || (c.failures === b.failures && c.lockedUntil === b.lockedUntil && c.lastFailureAt === b.lastFailureAt && c.leaseEnd === b.leaseEnd && c.leased === b.leased && c.leasedNext === b.leasedNext)) continue;
           await m.query(
             `UPDATE ${t} SET failures = ${this.param(1)}, locked_until = ${this.param(2)}, last_failure_at = ${this.param(3)}, lease_end = ${this.param(4)}, leased = ${this.param(5)}, leased_next = ${this.param(6)} WHERE key = ${this.param(7)}`,
-            [c.failures, this.date(c.lockedUntil), this.date(c.lastFailureAt || Date.now()), this.date(c.leaseEnd), c.leased, c.leasedNext, k],
+            [c.failures, this.date(c.lockedUntil), this.date(c.lastFailureAt || this.clock.now()), this.date(c.leaseEnd), c.leased, c.leasedNext, k],
           );
         }
         return result;
@@ -348,6 +350,9 @@ export interface LockAttempt {
  * attempts without counting them or costing a verification. When a key's whole budget is in use by
  * attempts in flight, a new attempt waits (up to SLOT_WAIT_MS) for one of them here, or, when other
  * instances hold them, asks the store again after pauses that double; then it is refused with 429.
+ *
+ * Counters, leases and locks are on the injected Clock (a test advances it past a lock); the waits
+ * for a slot are timers, on real time.
  */
 @Injectable()
 export class LockoutService implements OnModuleDestroy {
@@ -361,10 +366,10 @@ export class LockoutService implements OnModuleDestroy {
   private waiters: (() => void)[] = [];
   private purgeTimer?: NodeJS.Timeout;
 
-  constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig) {
+  constructor(@InjectDataSource() db: DataSource, private readonly config: IdpConfig, private readonly clock: Clock) {
     this.store = config.redisUrl
       ? new RedisLockoutStore(new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 2000 }), config.redisPrefix)
-      : new DatabaseLockoutStore(db);
+      : new DatabaseLockoutStore(db, clock);
     if (this.store.purge) {
       this.purgeTimer = setInterval(() => void this.purge().catch(() => undefined), PURGE_EVERY_MS);
       this.purgeTimer.unref();
@@ -379,7 +384,7 @@ export class LockoutService implements OnModuleDestroy {
 
   /** Removes counters that have been idle for a day, are not locked and hold no lease. */
   purge(): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.now();
     return this.store.purge?.(now - FORGET_AFTER_MS, now) ?? Promise.resolve();
   }
 
@@ -419,7 +424,7 @@ export class LockoutService implements OnModuleDestroy {
   /** Where the keys stand, without counting anything (for the admin and tests; attempts use `attempt`). */
   async check(keys: readonly LockKey[]): Promise<LockState> {
     const { until, dirty } = await this.store.check(keys.map((k) => k.key));
-    const now = Date.now();
+    const now = this.clock.now();
     return { retryAfter: until > now ? Math.ceil((until - now) / 1000) : 0, dirty };
   }
 
@@ -429,10 +434,11 @@ export class LockoutService implements OnModuleDestroy {
    * key is locked, or when its budget stays in use (it waits up to SLOT_WAIT_MS for a slot first).
    */
   async attempt(keys: readonly LockKey[]): Promise<LockAttempt> {
+    // The wait for a slot is bounded on real time (its pauses are timers); the keys' state on the clock.
     const deadline = Date.now() + SLOT_WAIT_MS;
     let pauses = 0;
     for (;;) {
-      const now = Date.now();
+      const now = this.clock.now();
       const seenLock = Math.max(0, ...keys.map((k) => this.locks.get(k.key) ?? 0));
       if (seenLock > now) return { keys, retryAfter: Math.ceil((seenLock - now) / 1000), epochs: new Map() };
       const epochs = new Map<string, number>();
@@ -481,7 +487,7 @@ export class LockoutService implements OnModuleDestroy {
       // Refused: give back what was taken here for this attempt.
       this.giveBack(epochs);
       // Seconds counted from now, after the store's answer: a lock another attempt set meanwhile may end later than `now` + its length.
-      const answered = Date.now();
+      const answered = this.clock.now();
       if (lockedUntil > answered) return { keys, retryAfter: Math.ceil((lockedUntil - answered) / 1000), epochs: new Map() };
       // Busy: the budget is all in use. Wait for one of this instance's own attempts on those keys
       // to end; when the slots are held by other instances, ask the store again after a pause that
@@ -513,7 +519,7 @@ export class LockoutService implements OnModuleDestroy {
     const dirty = attempt.keys.filter((k) => !k.key.includes(':ip:') && this.pools.get(k.key)?.dirty);
     this.giveBack(attempt.epochs);
     if (!dirty.length) return;
-    const now = Date.now();
+    const now = this.clock.now();
     await this.store.update(dirty.map((k) => k.key), (counters) => ({ counters: new Map(dirty.map((k) => [k.key, reset(counters.get(k.key) ?? EMPTY_COUNTER, now)])), result: undefined }));
     for (const k of dirty) {
       const p = this.pools.get(k.key);
@@ -529,7 +535,7 @@ export class LockoutService implements OnModuleDestroy {
   private remember(locks: ReadonlyMap<string, number>): void {
     if (!locks.size) return;
     if (this.locks.size >= 10_000) {
-      const now = Date.now();
+      const now = this.clock.now();
       for (const [key, until] of this.locks) if (until <= now) this.locks.delete(key);
       if (this.locks.size >= 10_000) this.locks.clear();
     }
@@ -538,7 +544,7 @@ export class LockoutService implements OnModuleDestroy {
 
   /** The credential was wrong: each slot is spent as one failure more. Returns the seconds of the longest lock now in place (0 if none). */
   async failed(attempt: LockAttempt): Promise<number> {
-    const now = Date.now();
+    const now = this.clock.now();
     try {
       return await this.store.update(attempt.keys.map((k) => k.key), (counters) => {
         let longest = 0;
