@@ -7,7 +7,7 @@ import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { CryptoKey, JWTPayload, SignJWT, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, generateKeyPair, jwtVerify } from 'jose';
-import { CoreModule, IdpEvents, SecretKeyring, loadConfig } from '@idp/core';
+import { Clock, CoreModule, IdpEvents, ManualClock, SecretKeyring, loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';
 import { JwksController } from './jwks.controller';
 import { KeysModule } from './keys.module';
@@ -18,21 +18,21 @@ import { SigningKey } from './signing-key.entity';
  * The signing keys: sealed at rest with IDP_SECRET_KEY, kept across restarts, sign/verify of our
  * own JWTs, rotation that publishes a key before it signs, with a publication window after. Real
  * KeysModule on SQLite (in memory, or a file when a second service must see the same database).
- * When the clock is faked, only Date is, and no database access happens meanwhile (TypeORM's
- * SQLite driver does not convert Dates under a faked Date: see test/keys-replicas.e2e-spec.ts).
+ * Time moves by a ManualClock given to CoreModule, never by faking Date (TypeORM's SQLite driver
+ * does not convert Dates under a faked Date: see test/keys-replicas.e2e-spec.ts).
  */
 
 const ISSUER = 'http://idp.test';
 const now = () => Math.floor(Date.now() / 1000);
 const newSecretKey = () => randomBytes(32).toString('base64url');
 
-async function keysModule(opts: { databaseUrl?: string; secretKey?: string; signingAlg?: SigningAlg } = {}): Promise<TestingModule> {
+async function keysModule(opts: { databaseUrl?: string; secretKey?: string; signingAlg?: SigningAlg; clock?: Clock } = {}): Promise<TestingModule> {
   const databaseUrl = opts.databaseUrl ?? 'sqlite::memory:';
   const config = loadConfig({
     NODE_ENV: 'test', ISSUER, DATABASE_URL: databaseUrl, IDP_SECRET_KEY: opts.secretKey ?? newSecretKey(), IDP_SIGNING_ALG: opts.signingAlg,
   });
   const moduleRef = await Test.createTestingModule({
-    imports: [CoreModule.forRoot(config), TypeOrmModule.forRoot({ ...dataSourceOptions(databaseUrl), migrationsRun: true }), KeysModule],
+    imports: [CoreModule.forRoot(config, undefined, { clock: opts.clock }), TypeOrmModule.forRoot({ ...dataSourceOptions(databaseUrl), migrationsRun: true }), KeysModule],
   }).compile();
   try {
     await moduleRef.init();
@@ -42,10 +42,6 @@ async function keysModule(opts: { databaseUrl?: string; secretKey?: string; sign
   }
   return moduleRef;
 }
-
-/** Everything but Date runs for real under jest's fake timers. */
-const DATE_ONLY: FakeableAPI[] = ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'];
-type FakeableAPI = NonNullable<Extract<Parameters<typeof jest.useFakeTimers>[0], { doNotFake?: unknown }>['doNotFake']>[number];
 
 const repo = (moduleRef: TestingModule): Repository<SigningKey> => moduleRef.get<DataSource>(getDataSourceToken()).getRepository(SigningKey);
 
@@ -166,8 +162,9 @@ describe('KeysService', () => {
     let moduleRef: TestingModule;
     let keys: KeysService;
     let foreignKey: CryptoKey;
+    const clock = new ManualClock();
     beforeAll(async () => {
-      moduleRef = await keysModule();
+      moduleRef = await keysModule({ clock });
       keys = moduleRef.get(KeysService);
       foreignKey = (await generateKeyPair('RS256')).privateKey;
     });
@@ -243,16 +240,21 @@ describe('KeysService', () => {
       await expect(keys.verify(token, opts)).rejects.toBeInstanceOf(expected!);
     });
 
-    it('verify() of a token it verified before still checks its expiry against the clock', async () => {
-      const token = await keys.sign(claims({ exp: now() + 2 }), { typ: 'at+jwt' });
+    it('verify() checks expiry against its clock, for a token it verified before too', async () => {
+      const start = clock.now();
+      const exp = clock.nowSeconds() + 2;
+      const token = await keys.sign(claims({ iat: exp - 2, exp }), { typ: 'at+jwt' });
+      const fresh = await keys.sign(claims({ iat: exp - 2, exp, jti: 'never verified before' }), { typ: 'at+jwt' });
       await expect(keys.verify(token, { typ: 'at+jwt', audience: 'https://api.example.com' })).resolves.toBeDefined();
       await expect(keys.verify(token, { typ: 'at+jwt', audience: ['https://x.example.com', 'https://api.example.com'] })).resolves.toBeDefined();
-      jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'queueMicrotask', 'hrtime', 'performance'] });
       try {
-        jest.setSystemTime(Date.now() + 8_000); // past exp + the 5 s clock tolerance
+        clock.set((exp + 5) * 1000 - 1); // within the 5 s clock tolerance
+        await expect(keys.verify(token, { typ: 'at+jwt' })).resolves.toBeDefined();
+        clock.set((exp + 5) * 1000); // past exp + the tolerance
         await expect(keys.verify(token, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JWTExpired);
+        await expect(keys.verify(fresh, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JWTExpired);
       } finally {
-        jest.useRealTimers();
+        clock.set(start);
       }
     });
   });
@@ -260,22 +262,23 @@ describe('KeysService', () => {
   describe('rotate(): publish before signing', () => {
     let moduleRef: TestingModule;
     let keys: KeysService;
+    let clock: ManualClock;
     beforeEach(async () => {
+      clock = new ManualClock();
       // ES256 only to keep key generation fast; rotation does not depend on the algorithm.
-      moduleRef = await keysModule({ signingAlg: 'ES256' });
+      moduleRef = await keysModule({ signingAlg: 'ES256', clock });
       keys = moduleRef.get(KeysService);
+      // The keys were written at boot; the tests act a moment later (the clock stands still otherwise).
+      clock.advance(1_000);
     });
-    afterEach(() => {
-      jest.useRealTimers();
-      return moduleRef.close();
-    });
+    afterEach(() => moduleRef.close());
 
     /** The next key: published, not scheduled. */
     const nextKey = () => keys.list().find((k) => k.status === 'next' && k.activates_at === null)!;
     const at = (iso: string | null) => new Date(iso!).getTime();
     /** As if the next key had been written `ms` ago (and so published that long). */
     async function publishedFor(kid: string, ms: number): Promise<void> {
-      await repo(moduleRef).update({ kid }, { created_at: new Date(Date.now() - ms) });
+      await repo(moduleRef).update({ kid }, { created_at: new Date(clock.now() - ms) });
       await keys.reload();
     }
 
@@ -299,16 +302,16 @@ describe('KeysService', () => {
       expect(keys.jwks().keys.map((k) => k.kid)).toContain(next.kid);
 
       const reload = jest.spyOn(keys, 'reload');
-      jest.useFakeTimers({ now: at(view.activates_at) - 1, doNotFake: DATE_ONLY });
+      clock.set(at(view.activates_at) - 1);
       expect(keys.current().kid).toBe(oldKid);
-      jest.setSystemTime(at(view.activates_at));
+      clock.set(at(view.activates_at));
       expect(keys.current().kid).toBe(next.kid);
       expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(next.kid);
       expect(keys.list().find((k) => k.kid === next.kid)!.status).toBe('current');
       expect(keys.list().find((k) => k.kid === oldKid)!.status).toBe('previous');
       expect(reload).not.toHaveBeenCalled();
       // A clock set back before the activation gets the old signer back: the schedule, not the past, decides.
-      jest.setSystemTime(at(view.activates_at) - 1000);
+      clock.set(at(view.activates_at) - 1000);
       expect(keys.current().kid).toBe(oldKid);
     });
 
@@ -323,11 +326,9 @@ describe('KeysService', () => {
       const oldKid = keys.current().kid;
       const next = nextKey();
       await publishedFor(next.kid, ACTIVATION_LEAD_MS + 1000);
-      const before = Date.now();
       const view = await keys.rotate({ retireAfterSeconds: 3600 });
       expect(view).toMatchObject({ kid: next.kid, status: 'current' });
-      expect(at(view.activates_at)).toBeGreaterThanOrEqual(before);
-      expect(at(view.activates_at)).toBeLessThanOrEqual(Date.now());
+      expect(at(view.activates_at)).toBe(clock.now());
       expect(keys.current().kid).toBe(next.kid);
       expect(decodeProtectedHeader(await keys.sign(claims())).kid).toBe(next.kid);
       expect(keys.list().find((k) => k.kid === oldKid)!.status).toBe('previous');
@@ -357,12 +358,10 @@ describe('KeysService', () => {
 
     it('schedules a fresh key at now + the lead when another algorithm is asked for, and retires the unused next key', async () => {
       const next = nextKey();
-      const before = Date.now();
       const view = await keys.rotate({ alg: 'EdDSA', retireAfterSeconds: 60 });
       expect(view).toMatchObject({ alg: 'EdDSA', status: 'next' });
       expect(view.kid).not.toBe(next.kid);
-      expect(at(view.activates_at)).toBeGreaterThanOrEqual(before + ACTIVATION_LEAD_MS);
-      expect(at(view.activates_at)).toBeLessThanOrEqual(Date.now() + ACTIVATION_LEAD_MS);
+      expect(at(view.activates_at)).toBe(clock.now() + ACTIVATION_LEAD_MS);
       expect(nextKey()).toMatchObject({ alg: 'EdDSA', activates_at: null });
       expect(keys.jwks().keys.map((k) => k.kid)).not.toContain(next.kid);
       expect(keys.list().map((k) => k.kid)).not.toContain(next.kid);
@@ -374,7 +373,7 @@ describe('KeysService', () => {
       await publishedFor(nextKey().kid, ACTIVATION_LEAD_MS);
       const { kid } = await keys.rotate({ retireAfterSeconds: 3600 });
       await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
-      await repo(moduleRef).update({ kid: oldKid }, { publish_until: new Date(Date.now() - 1000) });
+      await repo(moduleRef).update({ kid: oldKid }, { publish_until: new Date(clock.now() - 1000) });
       await keys.reload();
       expect(keys.jwks().keys.map((k) => k.kid)).toEqual([nextKey().kid, kid]);
       await expect(keys.verify(before, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JOSEError);
@@ -388,9 +387,9 @@ describe('KeysService', () => {
       const publishUntil = at(keys.list().find((k) => k.kid === oldKid)!.publish_until);
       const after = await keys.sign(claims({ exp: now() + 3600 }), { typ: 'at+jwt' });
       await expect(keys.verify(before, { typ: 'at+jwt' })).resolves.toBeDefined(); // and remembered
-      jest.useFakeTimers({ now: publishUntil - 1, doNotFake: DATE_ONLY });
+      clock.set(publishUntil - 1);
       expect(keys.jwks().keys.map((k) => k.kid)).toContain(oldKid);
-      jest.setSystemTime(publishUntil);
+      clock.set(publishUntil);
       expect(keys.jwks().keys.map((k) => k.kid)).toEqual([nextKey().kid, kid]);
       await expect(keys.verify(before, { typ: 'at+jwt' })).rejects.toBeInstanceOf(joseErrors.JOSEError);
       await expect(keys.verify(after, { typ: 'at+jwt' })).resolves.toBeDefined();
@@ -435,10 +434,7 @@ describe('KeysService', () => {
     ['EdDSA', { kty: 'OKP', crv: 'Ed25519' }],
   ])('%s keys', (alg, jwkShape) => {
     let moduleRef: TestingModule;
-    afterEach(() => {
-      jest.useRealTimers();
-      return moduleRef.close();
-    });
+    afterEach(() => moduleRef.close());
 
     it(`creates the first key and the next key with IDP_SIGNING_ALG=${alg} and signs and verifies with it`, async () => {
       moduleRef = await keysModule({ signingAlg: alg });
@@ -454,18 +450,19 @@ describe('KeysService', () => {
     });
 
     it(`rotates from RS256 to ${alg}, and both keys keep verifying their tokens`, async () => {
-      moduleRef = await keysModule();
+      const clock = new ManualClock();
+      moduleRef = await keysModule({ clock });
       const keys = moduleRef.get(KeysService);
       const rsaToken = await keys.sign(claims({ exp: now() + 3600 }));
       const view = await keys.rotate({ alg, retireAfterSeconds: 3600 });
-      jest.useFakeTimers({ now: new Date(view.activates_at!).getTime(), doNotFake: DATE_ONLY });
-      const token = await keys.sign(claims());
+      clock.set(new Date(view.activates_at!));
+      const token = await keys.sign(claims({ iat: clock.nowSeconds(), exp: clock.nowSeconds() + 60 }));
       expect(decodeProtectedHeader(token)).toMatchObject({ alg, kid: view.kid });
       await expect(keys.verify(token)).resolves.toBeDefined();
       await expect(keys.verify(rsaToken)).resolves.toBeDefined();
       const jwks = createLocalJWKSet(keys.jwks() as never);
-      await expect(jwtVerify(token, jwks, { issuer: ISSUER })).resolves.toBeDefined();
-      await expect(jwtVerify(rsaToken, jwks, { issuer: ISSUER })).resolves.toBeDefined();
+      await expect(jwtVerify(token, jwks, { issuer: ISSUER, currentDate: clock.date() })).resolves.toBeDefined();
+      await expect(jwtVerify(rsaToken, jwks, { issuer: ISSUER, currentDate: clock.date() })).resolves.toBeDefined();
     });
   });
 });

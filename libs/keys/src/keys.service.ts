@@ -4,7 +4,7 @@ import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, sign as 
 import { promisify } from 'node:util';
 import { DataSource, EntityManager } from 'typeorm';
 import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
-import { IdpConfig, IdpEvents, RequestContext } from '@idp/core';
+import { Clock, IdpConfig, IdpEvents, RequestContext } from '@idp/core';
 import { KeyStatus, SigningKey } from './signing-key.entity';
 import { KeyChangeListener, NOTIFY_KEYS_CHANGED } from './key-change-listener';
 
@@ -123,12 +123,11 @@ const VERIFIED_CACHE_SIZE = 5_000;
 
 /**
  * The claim checks of jose's jwtVerify (with the options `verify` passes), for a JWT whose
- * signature was verified before: `exp` and `nbf` against now (with the same clock tolerance),
- * `typ`, `iss` and `aud`. Throws jose's own errors, so callers see no difference.
+ * signature was verified before: `exp` and `nbf` against `now` (seconds since the epoch, with the
+ * same clock tolerance), `typ`, `iss` and `aud`. Throws jose's own errors, so callers see no difference.
  */
-export function checkCached(v: JWTVerifyResult, opts: { typ?: string; audience?: string | string[] }, issuer: string): JWTVerifyResult {
+export function checkCached(v: JWTVerifyResult, opts: { typ?: string; audience?: string | string[] }, issuer: string, now: number): JWTVerifyResult {
   const { payload, protectedHeader } = v;
-  const now = Math.floor(Date.now() / 1000);
   const normalize = (t: string) => t.toLowerCase().replace(/^application\//, '');
   if (opts.typ && (typeof protectedHeader.typ !== 'string' || normalize(protectedHeader.typ) !== normalize(opts.typ))) {
     throw new joseErrors.JWTClaimValidationFailed('unexpected "typ" JWT header value', payload, 'typ', 'check_failed');
@@ -160,6 +159,10 @@ export function checkCached(v: JWTVerifyResult, opts: { typ?: string; audience?:
  * hold it before any token it signs, and inserts a new next key. The signer at a time t is the key
  * with the greatest `activates_at` <= t, decided from memory: nothing is written when t passes, so
  * every instance switches at the same instant by its own clock.
+ *
+ * Times are the injected Clock's: the schedule, publication ends, the rows' times and the claims
+ * checked by `verify`; the reloads are timers (real time), and so is the pause between two reloads
+ * that an unknown kid may cause.
  */
 @Injectable()
 export class KeysService implements OnModuleInit, OnModuleDestroy {
@@ -187,6 +190,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     @InjectDataSource() private readonly db: DataSource,
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
+    private readonly clock: Clock,
   ) {}
 
   async onModuleInit(): Promise<void> {
@@ -214,7 +218,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
    */
   private async ensureKeys(): Promise<void> {
     const held = [...this.keys.values()].map((k) => ({ activatesAt: k.activatesAt, next: k.activatesAt === null && !k.publishUntil }));
-    const wanted = lacking(held, Date.now());
+    const wanted = lacking(held, this.clock.now());
     if (!wanted.signer && !wanted.next) return;
     const alg = this.config.signingAlg;
     const [signer, next] = await Promise.all([wanted.signer ? this.newKey(alg) : undefined, wanted.next ? this.newKey(alg) : undefined]);
@@ -222,7 +226,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     await this.db.transaction(async (m) => {
       await this.lock(m);
       const repo = m.getRepository(SigningKey);
-      const at = Date.now();
+      const at = this.clock.now();
       const rows = (await repo.find()).filter((r) => !r.publish_until || r.publish_until.getTime() > at);
       const still = lacking(rows.map((r) => ({ activatesAt: activationOf(r), next: isNextRow(r) })), at);
       const created = new Date(at);
@@ -282,7 +286,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       .addSelect('k.private_sealed')
       .orderBy('k.created_at', 'DESC')
       .getMany();
-    const now = Date.now();
+    const now = this.clock.now();
     const next = new Map<string, LoadedKey>();
     for (const row of rows) {
       if (row.publish_until && row.publish_until.getTime() <= now) continue;
@@ -358,7 +362,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     await this.db.transaction(async (m) => {
       await this.lock(m);
       const repo = m.getRepository(SigningKey);
-      const now = Date.now();
+      const now = this.clock.now();
       const rows = (await repo.find()).filter((r) => !r.publish_until || r.publish_until.getTime() > now);
       const candidate = rows.filter((r) => isNextRow(r) && r.alg === alg).sort((a, b) => a.created_at.getTime() - b.created_at.getTime())[0];
       const signers = rows.filter((r) => activationOf(r) !== null).sort((a, b) => activationOf(a)! - activationOf(b)!);
@@ -387,15 +391,15 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       scheduled = { kid, activatesAt, previousKid: latest?.kid };
     });
     await this.reload();
-    const when = scheduled.activatesAt <= Date.now() ? 'now' : `at ${new Date(scheduled.activatesAt).toISOString()}`;
+    const when = scheduled.activatesAt <= this.clock.now() ? 'now' : `at ${new Date(scheduled.activatesAt).toISOString()}`;
     this.logger.log(`signing key ${scheduled.kid} (${alg}) signs from ${when}; ${next.row.kid} is the next key${opts.reason ? ` (${opts.reason})` : ''}`);
     await this.events.emit('key.rotated', { kid: scheduled.kid, previousKid: scheduled.previousKid, activatesAt: new Date(scheduled.activatesAt).toISOString(), actor: opts.actor }, opts.ctx);
-    return this.view(this.keys.get(scheduled.kid)!, Date.now());
+    return this.view(this.keys.get(scheduled.kid)!, this.clock.now());
   }
 
   /** Every published key, newest first, with its status now. */
   list(): KeyView[] {
-    const now = Date.now();
+    const now = this.clock.now();
     return [...this.keys.values()].filter((k) => !k.publishUntil || k.publishUntil.getTime() > now).map((k) => this.view(k, now));
   }
 
@@ -412,7 +416,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
    * the scheduled ones, the signer, and the previous ones until their `publish_until`.
    */
   jwks(): { keys: Record<string, unknown>[] } {
-    const now = Date.now();
+    const now = this.clock.now();
     if (this.jwksCache && now >= this.jwksCache.at && now < this.jwksCache.until) return this.jwksCache.body;
     const published = [...this.keys.values()].filter((k) => !k.publishUntil || k.publishUntil.getTime() > now);
     const keys = published.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' }));
@@ -435,7 +439,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
 
   /** The signing key now: two comparisons per call (the span it was computed for), as it runs for every token. */
   current(): LoadedKey {
-    const k = this.signerAt(Date.now());
+    const k = this.signerAt(this.clock.now());
     if (!k || !k.privateKey) throw new Error('no current signing key');
     return k;
   }
@@ -470,15 +474,17 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
       key = this.keys.get(kid);
     }
     if (!key) throw new joseErrors.JWKSNoMatchingKey();
-    if (key.publishUntil && key.publishUntil.getTime() <= Date.now()) throw new joseErrors.JWKSNoMatchingKey();
+    const now = this.clock.now();
+    if (key.publishUntil && key.publishUntil.getTime() <= now) throw new joseErrors.JWKSNoMatchingKey();
     const cached = this.verified.get(jwt);
-    if (cached && cached.kid === key.kid) return checkCached(cached, opts, this.config.issuer);
+    if (cached && cached.kid === key.kid) return checkCached(cached, opts, this.config.issuer, Math.floor(now / 1000));
     const result = await jwtVerify(jwt, key.verifyKey, {
       issuer: this.config.issuer,
       algorithms: [key.alg],
       typ: opts.typ,
       audience: opts.audience,
       clockTolerance: CLOCK_TOLERANCE_S,
+      currentDate: new Date(now),
     });
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(jwt, { ...result, kid: key.kid });
