@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Request } from 'express';
 import { LessThan, Repository } from 'typeorm';
-import { After, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
+import { After, Clock, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
 import { Consent, ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -27,6 +27,7 @@ export class AuthorizationService {
     @InjectRepository(AuthorizationCode) private readonly codes: Repository<AuthorizationCode>,
     private readonly consents: ConsentService,
     private readonly events: IdpEvents,
+    private readonly clock: Clock,
   ) {
     this.rows = DirectSql.of(codes.manager.connection).table(AuthorizationCode);
   }
@@ -64,7 +65,7 @@ export class AuthorizationService {
   /** Stores the code's hash with everything it is bound to; returns the code itself (once). `ctx`: the authorization request's context, for the event. */
   async issueCode(ar: AuthorizeRequest, user: SessionUser, ctx: RequestContext | undefined): Promise<string> {
     const code = randomToken(32);
-    const now = new Date();
+    const now = this.clock.date();
     const row: AuthorizationCode = {
       code_hash: sha256(code), client_id: ar.client.client_id, user_id: user.sub, redirect_uri: ar.redirectUri,
       code_challenge: ar.codeChallenge ?? null, scopes: [...ar.scopes], audience: ar.api?.identifier ?? null, nonce: ar.nonce ?? null,
@@ -100,17 +101,17 @@ export class AuthorizationService {
    * memory.
    */
   redemption(codeHash: string, access: { jti: string; exp: number }): RowUpdate<AuthorizationCode> {
-    const now = new Date();
+    const now = this.clock.date();
     return { table: this.rows, where: { code_hash: codeHash, used_at: null, expires_at: new After(now) }, set: { used_at: now, access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
   }
 
   /** A failed redemption attempt uses the code up (a code gets one attempt). */
   async burnCode(codeHash: string): Promise<void> {
-    await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: new Date() });
+    await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: this.clock.date() });
   }
 
   /** Expired codes are kept a day (to recognize replays) and then deleted. */
   private async sweep(): Promise<void> {
-    await this.codes.delete({ expires_at: LessThan(new Date(Date.now() - 24 * 3600 * 1000)) }).catch(() => undefined);
+    await this.codes.delete({ expires_at: LessThan(new Date(this.clock.now() - 24 * 3600 * 1000)) }).catch(() => undefined);
   }
 }

@@ -1,18 +1,22 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, IsNull, LessThan } from 'typeorm';
+import { Clock } from '@idp/core';
 import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
 
 const RECENT_MS = 1_000;
 
-/** Revocation of access tokens (deny-list by jti) and refresh-token families. */
+/**
+ * Revocation of access tokens (deny-list by jti) and refresh-token families. Expiries and
+ * revoked_at are the Clock's; how long an answer is kept per replica is real time.
+ */
 @Injectable()
 export class RevocationService {
   private sweeps = 0;
   private readonly recent = new Map<string, { at: number; revoked: boolean }>();
 
-  constructor(@InjectDataSource() private readonly db: DataSource) {}
+  constructor(@InjectDataSource() private readonly db: DataSource, private readonly clock: Clock) {}
 
   /**
    * Whether an access token is on the deny-list. Checked on every bearer request, so answers are
@@ -31,10 +35,11 @@ export class RevocationService {
 
   /** Adds access tokens to the deny-list until their expiry (idempotent). */
   async revokeAccess(tokens: { jti: string | null; exp: Date | null }[], m: EntityManager = this.db.manager): Promise<void> {
-    const rows = tokens.filter((t) => t.jti && t.exp && t.exp.getTime() > Date.now()).map((t) => ({ jti: t.jti!, expires_at: t.exp! }));
+    const now = this.clock.now();
+    const rows = tokens.filter((t) => t.jti && t.exp && t.exp.getTime() > now).map((t) => ({ jti: t.jti!, expires_at: t.exp! }));
     for (const r of rows) this.recent.set(r.jti, { at: Date.now(), revoked: true });
     if (rows.length) await m.getRepository(RevokedToken).createQueryBuilder().insert().values(rows).orIgnore().execute();
-    if (++this.sweeps % 200 === 0) void this.db.getRepository(RevokedToken).delete({ expires_at: LessThan(new Date()) }).catch(() => undefined);
+    if (++this.sweeps % 200 === 0) void this.db.getRepository(RevokedToken).delete({ expires_at: LessThan(new Date(now)) }).catch(() => undefined);
   }
 
   /** Revokes every refresh token of the families given, and the access tokens they issued. */
@@ -43,7 +48,7 @@ export class RevocationService {
     const run = async (em: EntityManager) => {
       const repo = em.getRepository(RefreshToken);
       const live = { family_id: In(familyIds), revoked_at: IsNull() };
-      const now = new Date();
+      const now = this.clock.date();
       await repo.update(live, { revoked_at: now });
       // A rotation committing meanwhile holds the row it rotated, so the UPDATE above waited for
       // it; but under READ COMMITTED only a new statement sees the token it added: revoke again.

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import { IdpConfig, IdpEventMap, randomToken } from '@idp/core';
+import { Clock, IdpConfig, IdpEventMap, randomToken } from '@idp/core';
 import { KeysService } from '@idp/keys';
 import type { Client } from '@idp/clients';
 import { ClaimsService, IdpUser as User } from '@idp/users';
@@ -55,6 +55,7 @@ export class TokenIssuer {
     private readonly config: IdpConfig,
     private readonly claims: ClaimsService,
     private readonly customizers: TokenCustomizers,
+    private readonly clock: Clock,
   ) {}
 
   get userinfoAudience(): string {
@@ -62,7 +63,7 @@ export class TokenIssuer {
   }
 
   async accessToken(spec: AccessTokenSpec): Promise<IssuedAccessToken> {
-    const iat = Math.floor(Date.now() / 1000);
+    const iat = this.clock.nowSeconds();
     const exp = iat + spec.lifetime;
     const jti = randomToken(16);
     const extra = Object.fromEntries(Object.entries(spec.extra ?? {}).filter(([k]) => !PROTECTED_CLAIMS.has(k)));
@@ -92,7 +93,7 @@ export class TokenIssuer {
 
   /** OIDC Core §2 / §3.1.3.6: the ID token, with `at_hash` of the access token issued beside it. */
   async idToken(spec: IdTokenSpec): Promise<string> {
-    const iat = Math.floor(Date.now() / 1000);
+    const iat = this.clock.nowSeconds();
     const profile = await this.claims.claimsFor(spec.user, { use: 'id_token', scopes: spec.scopes, clientId: spec.client.client_id });
     const core = {
       iss: this.config.issuer,

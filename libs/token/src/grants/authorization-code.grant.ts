@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpEvents, RequestContext, invalidGrant, invalidRequest } from '@idp/core';
+import { Clock, IdpEvents, RequestContext, invalidGrant, invalidRequest } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { AuthorizationCode, AuthorizationService, verifyPkce } from '@idp/authorization';
 import { ResourcesService } from '@idp/resources';
@@ -19,6 +19,7 @@ export class AuthorizationCodeGrant implements GrantHandler {
     private readonly revocation: RevocationService,
     private readonly tokens: UserTokens,
     private readonly events: IdpEvents,
+    private readonly clock: Clock,
   ) {}
 
   async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
@@ -33,7 +34,7 @@ export class AuthorizationCodeGrant implements GrantHandler {
       throw invalidGrant(description, hint);
     };
     if (code.client_id !== client.client_id) return refuse('the code is invalid, expired or already used', 'code issued to another client');
-    if (code.expires_at.getTime() < Date.now()) return refuse('the code is invalid, expired or already used', 'code expired');
+    if (code.expires_at.getTime() < this.clock.now()) return refuse('the code is invalid, expired or already used', 'code expired');
     if (code.redirect_uri !== req.redirect_uri) return refuse('redirect_uri does not match the authorization request');
     // RFC 7636 §4.6; and a verifier without a challenge is refused (RFC 9700 §2.1.1, PKCE downgrade).
     if (code.code_challenge) {

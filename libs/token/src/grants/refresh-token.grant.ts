@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { After, DirectSql, DirectTable, IdpEvents, RequestContext, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
+import { After, Clock, DirectSql, DirectTable, IdpEvents, RequestContext, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { UserStore } from '@idp/users';
@@ -34,6 +34,7 @@ export class RefreshTokenGrant implements GrantHandler {
     private readonly tokens: UserTokens,
     private readonly issuer: TokenIssuer,
     private readonly events: IdpEvents,
+    private readonly clock: Clock,
   ) {
     this.rows = DirectSql.of(refreshTokens.manager.connection).table(RefreshToken);
   }
@@ -45,7 +46,7 @@ export class RefreshTokenGrant implements GrantHandler {
     const row = this.tokens.takeIssuedRefresh(hash) ?? (await this.rows.findOne({ token_hash: hash }));
     if (!row || row.client_id !== client.client_id) throw invalid();
     if (row.revoked_at) throw invalid();
-    if (row.expires_at.getTime() < Date.now()) throw invalid();
+    if (row.expires_at.getTime() < this.clock.now()) throw invalid();
 
     const requested = parseScope(req.scope);
     let scopes = row.scopes;
@@ -86,7 +87,7 @@ export class RefreshTokenGrant implements GrantHandler {
         // Either way the UPDATE requires the token unrevoked and unexpired in the database, the
         // authority over a row read from memory (UserTokens.takeIssuedRefresh).
         (access) => {
-          const now = new Date();
+          const now = this.clock.date();
           return rotate
             ? { table: this.rows, where: { token_hash: hash, used_at: null, revoked_at: null, expires_at: new After(now) }, set: { used_at: now } }
             : { table: this.rows, where: { token_hash: hash, revoked_at: null, expires_at: new After(now) }, set: { access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };

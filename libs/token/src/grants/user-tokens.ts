@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type ObjectLiteral } from 'typeorm';
-import { DirectSql, DirectTable, IdpEvents, RequestContext, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
+import { Clock, DirectSql, DirectTable, IdpEvents, RequestContext, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
@@ -55,7 +55,7 @@ export class UserTokens {
    */
   private readonly issuedRefresh = new WrittenHere<RefreshToken>(5_000);
 
-  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource) {
+  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource, private readonly clock: Clock) {
     this.refreshRows = DirectSql.of(db).table(RefreshToken);
   }
 
@@ -113,7 +113,7 @@ export class UserTokens {
     const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;
     let row: Partial<RefreshToken> | undefined;
     if (refresh) {
-      const now = new Date();
+      const now = this.clock.date();
       row = {
         token_hash: refresh.hash, family_id: g.family?.id ?? uuidv7(), client_id: g.client.client_id, user_id: g.user.id, scopes: g.refreshScopes ?? g.scopes,
         audience: g.api?.identifier ?? null, sid: g.sid, auth_time: g.authTime, amr: g.amr.join(' '), code_hash: g.codeHash ?? null,
