@@ -1,7 +1,7 @@
 import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpConfig, IdpEvents, OutboundClient, Page, PageRequest, randomToken, toPage, RequestContext } from '@idp/core';
+import { Clock, IdpConfig, IdpEvents, OutboundClient, Page, PageRequest, randomToken, toPage, RequestContext } from '@idp/core';
 import { Client } from './client.entity';
 import { ClientMetadataDto, ClientView } from './client-metadata.dto';
 import { Metadata, metadataProblems } from './client-rules';
@@ -39,6 +39,7 @@ export class ClientsService {
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
     private readonly outbound: OutboundClient,
+    private readonly clock: Clock,
   ) {}
 
   /** Creates a client; returns it with its secret in clear (the only time, with rotation, it is seen). */
@@ -48,7 +49,7 @@ export class ClientsService {
     const usesSecret = this.methods.get(m.token_endpoint_auth_method)!.usesSecret;
     // 256 bits from the CSPRNG: RFC 6749 §10.10 wants secrets that cannot be guessed.
     const secret = usesSecret ? (opts.secret ?? randomToken(32)) : undefined;
-    const now = new Date();
+    const now = this.clock.date();
     const client = this.clients.create({
       ...this.columns(m),
       client_id: opts.clientId ?? randomToken(18),
@@ -84,7 +85,7 @@ export class ClientsService {
     } else if (!usesSecret) {
       secret_hash = null;
     }
-    const patch = { ...this.columns(merged), secret_hash, updated_at: new Date() };
+    const patch = { ...this.columns(merged), secret_hash, updated_at: this.clock.date() };
     await this.clients.update({ client_id: clientId }, patch);
     this.changed(clientId);
     await this.events.emit('client.updated', { clientId, actor: opts.actor }, opts.ctx);
@@ -99,7 +100,7 @@ export class ClientsService {
       throw new BadRequestException([`token_endpoint_auth_method ${client.token_endpoint_auth_method} does not use a client secret`]);
     }
     const secret = opts.secret ?? randomToken(32);
-    await this.clients.update({ client_id: clientId }, { secret_hash: this.config.keyring.hashSecret(secret), updated_at: new Date() });
+    await this.clients.update({ client_id: clientId }, { secret_hash: this.config.keyring.hashSecret(secret), updated_at: this.clock.date() });
     this.changed(clientId);
     await this.events.emit('client.secret_rotated', { clientId, actor: opts.actor }, opts.ctx);
     return { client, secret };

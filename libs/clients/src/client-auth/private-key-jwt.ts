@@ -2,7 +2,7 @@ import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { LessThan, Repository } from 'typeorm';
 import { JWTPayload, JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify } from 'jose';
-import { IdpConfig, OAuthError, OutboundClient, OutboundError, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
+import { Clock, IdpConfig, OAuthError, OutboundClient, OutboundError, invalidClient, invalidRequest, isUniqueViolation, ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { UsedAssertion } from '../used-assertion.entity';
 import { ClientAuthContext, ClientAuthMethod, ClientCredentials, formParam } from './client-auth-method';
@@ -35,8 +35,9 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     private readonly config: IdpConfig,
     @InjectRepository(UsedAssertion) private readonly used: Repository<UsedAssertion>,
     private readonly outbound: OutboundClient,
+    private readonly clock: Clock,
   ) {
-    this.cleanup = setInterval(() => void this.used.delete({ expires_at: LessThan(new Date()) }).catch(() => undefined), 10 * 60_000);
+    this.cleanup = setInterval(() => void this.used.delete({ expires_at: LessThan(this.clock.date()) }).catch(() => undefined), 10 * 60_000);
     this.cleanup.unref();
   }
 
@@ -71,6 +72,8 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
     if (!getKey) throw refused('the client has no jwks or jwks_uri registered');
     const audiences = { issuer: this.config.issuer, tokenEndpoint: this.config.tokenEndpoint, endpoint: ctx.endpointUrl };
     let payload: JWTPayload;
+    // exp, nbf and the lifetime bounds are checked against our clock at this instant.
+    const at = this.clock.now();
     try {
       ({ payload } = await jwtVerify(creds.assertion!, getKey, {
         issuer: client.client_id,
@@ -79,13 +82,14 @@ export class PrivateKeyJwt implements ClientAuthMethod, OnModuleDestroy {
         algorithms: ASSERTION_ALGS,
         requiredClaims: ['exp', 'jti'],
         clockTolerance: CLOCK_TOLERANCE_S,
+        currentDate: new Date(at),
       }));
     } catch (err) {
       const keys = jwksUriProblem(err);
       if (keys) throw invalidClient(keys.description, keys.hint);
       throw refused(whyRefused(err, audiences));
     }
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(at / 1000);
     const exp = payload.exp!;
     const { iat, jti } = payload;
     if (iat !== undefined && now - iat > MAX_ASSERTION_LIFETIME_S + CLOCK_TOLERANCE_S) {
