@@ -1,7 +1,7 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IDP_OVERRIDES, IdpConfig, IdpEvents, IdpOverrides, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
+import { Clock, IDP_OVERRIDES, IdpConfig, IdpEvents, IdpOverrides, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { Api, ApiScope } from './api.entity';
 import { ClientGrant } from './client-grant.entity';
@@ -34,6 +34,7 @@ export class ResourcesService implements OnModuleInit {
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
     @Inject(IDP_OVERRIDES) private readonly overrides: IdpOverrides,
+    private readonly clock: Clock,
   ) {}
 
   /** The admin API's scopes: the built-in ones and those an extension adds. */
@@ -48,7 +49,7 @@ export class ResourcesService implements OnModuleInit {
   }
 
   async ensureAdminApi(): Promise<Api> {
-    const now = new Date();
+    const now = this.clock.date();
     const existing = await this.apis.findOne({ where: { is_system: true } });
     if (existing) {
       const scopes = this.adminScopes;
@@ -78,7 +79,7 @@ export class ResourcesService implements OnModuleInit {
     const problem = identifierProblem(dto.identifier);
     if (problem) throw new BadRequestException([`identifier ${problem}`]);
     this.checkScopes(dto.scopes ?? []);
-    const now = new Date();
+    const now = this.clock.date();
     const api = this.apis.create({
       id: uuidv7(), identifier: dto.identifier, name: dto.name, scopes: dto.scopes ?? [], token_lifetime: dto.token_lifetime ?? 86400,
       allow_offline_access: dto.allow_offline_access ?? false, is_system: false, created_at: now, updated_at: now,
@@ -100,7 +101,7 @@ export class ResourcesService implements OnModuleInit {
       throw new BadRequestException(['the admin API only allows its name to change']);
     }
     if (dto.scopes) this.checkScopes(dto.scopes);
-    const patch: Partial<Api> = { updated_at: new Date() };
+    const patch: Partial<Api> = { updated_at: this.clock.date() };
     if (dto.name !== undefined) patch.name = dto.name;
     if (dto.scopes !== undefined) patch.scopes = dto.scopes;
     if (dto.token_lifetime !== undefined) patch.token_lifetime = dto.token_lifetime;
@@ -166,7 +167,7 @@ export class ResourcesService implements OnModuleInit {
     if (!api) throw new NotFoundException([`audience ${dto.audience} is not a registered API`]);
     const unknown = dto.scope.filter((s) => !api.scopes.some((a) => a.value === s));
     if (unknown.length) throw new BadRequestException([`scope: ${unknown.join(', ')} not defined by the API`]);
-    const grant = this.grants.create({ id: uuidv7(), client_id: client.client_id, api_id: api.id, scope: [...new Set(dto.scope)], created_at: new Date() });
+    const grant = this.grants.create({ id: uuidv7(), client_id: client.client_id, api_id: api.id, scope: [...new Set(dto.scope)], created_at: this.clock.date() });
     try {
       await this.grants.insert(grant);
     } catch (err) {
@@ -218,7 +219,7 @@ export class ResourcesService implements OnModuleInit {
       return;
     }
     try {
-      await this.grants.insert({ id: uuidv7(), client_id: clientId, api_id: api.id, scope, created_at: new Date() });
+      await this.grants.insert({ id: uuidv7(), client_id: clientId, api_id: api.id, scope, created_at: this.clock.date() });
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
     }

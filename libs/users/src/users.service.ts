@@ -1,7 +1,7 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { MoreThan, Repository } from 'typeorm';
-import { IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
+import { Clock, IdpEvents, Page, PageRequest, isUniqueViolation, toPage, uuidv7, RequestContext } from '@idp/core';
 import { User } from './user.entity';
 import { CreateUserDto, UpdateUserDto, UserView } from './user.dto';
 import { dummyHash, hashPassword, verifyPassword } from './password';
@@ -17,10 +17,10 @@ const RECENT_MS = 1_000;
 export class UsersService implements UserStore {
   private readonly recent = new Map<string, { at: number; user: User | null }>();
 
-  constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents) {}
+  constructor(@InjectRepository(User) private readonly users: Repository<User>, private readonly events: IdpEvents, private readonly clock: Clock) {}
 
   async create(dto: CreateUserDto, actor?: string, ctx?: RequestContext): Promise<User> {
-    const now = new Date();
+    const now = this.clock.date();
     const user = this.users.create({
       id: uuidv7(), email: normalizeEmail(dto.email), password_hash: await hashPassword(dto.password),
       name: dto.name ?? null, email_verified: dto.email_verified ?? false, blocked: dto.blocked ?? false,
@@ -38,7 +38,7 @@ export class UsersService implements UserStore {
 
   async update(id: string, dto: UpdateUserDto, actor?: string, ctx?: RequestContext): Promise<User> {
     const user = await this.get(id);
-    const patch: Partial<User> = { updated_at: new Date() };
+    const patch: Partial<User> = { updated_at: this.clock.date() };
     if (dto.email !== undefined) patch.email = normalizeEmail(dto.email);
     if (dto.password !== undefined) patch.password_hash = await hashPassword(dto.password);
     if (dto.name !== undefined) patch.name = dto.name;

@@ -1,7 +1,7 @@
 import { BadRequestException, Injectable, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { FindOptionsWhere, LessThan, MoreThanOrEqual, Repository } from 'typeorm';
-import { DirectSql, DirectTable, IdpEventName, IdpEvents, JsonLogger, Page, PageRequest, RequestContext, toPage, uuidv7 } from '@idp/core';
+import { Clock, DirectSql, DirectTable, IdpEventName, IdpEvents, JsonLogger, Page, PageRequest, RequestContext, toPage, uuidv7 } from '@idp/core';
 import { AuditEvent } from './audit-event.entity';
 
 /** Every event that is a security record. */
@@ -35,7 +35,12 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
   /** The batched writes, as direct statements (DirectSql); reads stay on TypeORM. */
   private readonly rows: DirectTable<AuditEvent>;
 
-  constructor(@InjectRepository(AuditEvent) private readonly events: Repository<AuditEvent>, private readonly bus: IdpEvents, private readonly logger: JsonLogger) {
+  constructor(
+    @InjectRepository(AuditEvent) private readonly events: Repository<AuditEvent>,
+    private readonly bus: IdpEvents,
+    private readonly logger: JsonLogger,
+    private readonly clock: Clock,
+  ) {
     this.rows = DirectSql.of(events.manager.connection).table(AuditEvent);
   }
 
@@ -47,7 +52,7 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
   async record(type: string, payload: Record<string, unknown>, ctx?: RequestContext): Promise<void> {
     const { userId, clientId, actor, ip, ...rest } = payload as { userId?: string; clientId?: string; actor?: string; ip?: string };
     const row: AuditEvent = {
-      id: uuidv7(), type, created_at: new Date(),
+      id: uuidv7(), type, created_at: this.clock.date(),
       user_id: userId ?? null, client_id: clientId?.slice(0, 128) ?? null, actor: actor ?? null,
       ip: (ip ?? ctx?.ip ?? null)?.slice(0, 64) ?? null, request_id: ctx?.requestId ?? null, data: rest,
     };
