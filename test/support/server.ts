@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Client as PgClient } from 'pg';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { IdpConfig } from '@idp/core';
+import { BootClock, type Clock, type IdpConfig } from '@idp/core';
 import type { DynamicModule, Type } from '@nestjs/common';
 import { createIdentityApp } from '@idp/identity';
 import { AppModule } from '../../apps/idp/src/app.module';
@@ -60,13 +60,21 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
   };
 }
 
+export interface StartOptions {
+  /**
+   * The clock the server decides by (lifetimes, lockouts, rate-limit windows, key schedules): a
+   * ManualClock lets the test advance time instead of waiting for it. The system's by default.
+   */
+  clock?: Clock;
+}
+
 /** Boots the real server on a free port of 127.0.0.1 with a fresh database, as `npm start` would. */
-export async function startServer(env: Record<string, string> = {}, rootModule: Type<unknown> | DynamicModule = AppModule): Promise<TestServer> {
+export async function startServer(env: Record<string, string> = {}, rootModule: Type<unknown> | DynamicModule = AppModule, opts: StartOptions = {}): Promise<TestServer> {
   const port = await freePort();
   const db = env.DATABASE_URL ? { url: env.DATABASE_URL, drop: async () => undefined } : await freshDatabase();
   const url = `http://127.0.0.1:${port}`;
   const logs: string[] = [];
-  const { app, config } = await createIdentityApp(
+  const create = () => createIdentityApp(
     rootModule,
     {
       NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', ISSUER: url, DATABASE_URL: db.url,
@@ -78,6 +86,7 @@ export async function startServer(env: Record<string, string> = {}, rootModule: 
     },
     { logSink: (line) => logs.push(line) },
   );
+  const { app, config } = await (opts.clock ? BootClock.run(opts.clock, create) : create());
   await app.listen(port, '127.0.0.1');
   const tokens = new Map<string, string>();
   const server: TestServer = {
