@@ -9,7 +9,7 @@ import { TestServer, basic, freshDatabase, onPostgres, postForm, startServer } f
 import { ExampleAppModule } from '../apps/example-extended/src/app.module';
 import { ACME_ADMIN_SCOPES, CLIENT_SECRET_HEADER, DEPARTMENT_TOKEN_GRANT, HR_API } from '../apps/example-extended/src/acme/acme.constants';
 import { FLAGGED_MESSAGE, FlaggedEmployeePolicy } from '../apps/example-extended/src/acme/flagged-employee.policy';
-import { AuthorizeShortcut } from '@idp/authorization';
+import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { EmployeeProfile } from '../apps/example-extended/src/acme/employee-profile.entity';
 import { EmployeeProfiles1765000000000 } from '../apps/example-extended/src/acme/migrations/1765000000000-EmployeeProfiles';
 
@@ -170,11 +170,11 @@ describe('the example app (apps/example-extended): every extension point', () =>
       const first = await signIn(browser, (await authorizeUrl({})).url, DAVE);
       expect(new URL(first.url).searchParams.get('code')).toEqual(expect.any(String));
       expect((await s.admin('PUT', `/admin/example/profiles/${ids.dave}`, { department: 'Sales', flagged: true })).status).toBe(200);
-      // Answered by the lean /authorize path, which asks the policy once, as the controller would.
+      // The session guard authenticates the session, and the policy is asked once.
       const evaluations = jest.spyOn(s.app.get(FlaggedEmployeePolicy), 'evaluate');
-      const verdicts = jest.spyOn(s.app.get(AuthorizeShortcut), 'handle');
+      const verdicts = jest.spyOn(s.app.get(SessionStrategy), 'validate');
       const again = await browser.go((await authorizeUrl({ state: 'later' })).url);
-      expect(await verdicts.mock.results[0].value).toBe(true);
+      expect(await verdicts.mock.results[0].value).toMatchObject({ sub: ids.dave });
       expect(evaluations).toHaveBeenCalledTimes(1);
       evaluations.mockRestore();
       verdicts.mockRestore();

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as oidc from 'openid-client';
 import { chromium, type Browser as Chromium } from 'playwright-core';
-import { AuthorizeShortcut } from '@idp/authorization';
+import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { Browser, forms, signIn } from './support/browser';
 import { TestServer, basic, postForm, startServer } from './support/server';
 
@@ -123,13 +123,13 @@ describe('response_mode=form_post', () => {
     expect(tokens.scope).toBe('openid profile email');
   });
 
-  it('answers a signed-in user through the lean path (AuthorizeShortcut) by form post too, with a code that redeems', async () => {
-    const verdicts = jest.spyOn(s.app.get(AuthorizeShortcut), 'handle');
+  it('answers a signed-in user (through the session guard) by form post too, with a code that redeems', async () => {
+    const verdicts = jest.spyOn(s.app.get(SessionStrategy), 'validate');
     try {
       const r = await request({ response_mode: 'form_post' });
       const page = await send(r.url, { headers: { cookie: sso.cookieHeader() } });
       expect(verdicts).toHaveBeenCalledTimes(1);
-      await expect(verdicts.mock.results[0].value).resolves.toBe(true);
+      await expect(verdicts.mock.results[0].value).resolves.toMatchObject({ sub: expect.any(String) });
       const fields = formPost(page);
       expect(Object.keys(fields).sort()).toEqual(['code', 'iss', 'state']);
       const tokens = await oidc.authorizationCodeGrant(config, posted(fields), { pkceCodeVerifier: r.verifier, expectedState: r.state, expectedNonce: r.nonce });

@@ -10,13 +10,12 @@ import { AuthorizationCode } from './authorization-code.entity';
 import { AuthorizationService } from './authorization.service';
 import { AuthorizeController } from './authorize.controller';
 import { AuthorizeRequestGuard, AuthorizeRequestValidator } from './authorize-request';
-import { AuthorizeShortcut } from './authorize-shortcut';
 import { AuthorizeErrorFilter } from './authorize-error.filter';
 
 @Module({
   imports: [TypeOrmModule.forFeature([AuthorizationCode]), ClientsModule, KeysModule, ResourcesModule, SessionModule, ConsentModule, UsersModule],
   controllers: [AuthorizeController],
-  providers: [AuthorizationService, AuthorizeRequestValidator, AuthorizeRequestGuard, AuthorizeErrorFilter, AuthorizeShortcut],
-  exports: [AuthorizationService, AuthorizeShortcut],
+  providers: [AuthorizationService, AuthorizeRequestValidator, AuthorizeRequestGuard, AuthorizeErrorFilter],
+  exports: [AuthorizationService],
 })
 export class AuthorizationModule {}

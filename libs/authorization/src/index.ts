@@ -3,4 +3,3 @@ export { AuthorizationService, CODE_TTL_S } from './authorization.service';
 export { AuthorizationCode } from './authorization-code.entity';
 export { verifyPkce } from './pkce';
 export { OIDC_SCOPES } from './authorize-request';
-export { AuthorizeShortcut } from './authorize-shortcut';

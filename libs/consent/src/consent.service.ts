@@ -1,8 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { DirectSql, IdpEvents, LeftJoin, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
-import type { SessionRecord } from '@idp/session';
+import { DirectSql, IdpEvents, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { Consent, ConsentScopes } from './consent.entity';
 
@@ -30,14 +29,6 @@ export class ConsentService {
     const found = consent === undefined ? await this.find(req.userId, req.client.client_id) : consent;
     const granted = found?.scopes ?? {};
     return req.scopes.filter((s) => !(granted[bucket(s, req.audience)] ?? []).includes(s));
-  }
-
-  /**
-   * The consent for `clientId` of a session's user, to read with the session itself
-   * (SessionCookies.loadWith): one read instead of two on every single sign-on.
-   */
-  sessionJoin(clientId: string): LeftJoin<SessionRecord, Consent> {
-    return { table: DirectSql.of(this.db).table(Consent), on: { user_id: 'user_id' }, where: { client_id: clientId } };
   }
 
   /**

@@ -18,7 +18,10 @@ export function toOAuthError(err: unknown): OAuthError {
     if (status === 413) return new OAuthError('invalid_request', 'the request body is too large', 413);
     if (status === 429) return new OAuthError('slow_down', 'too many requests', 429, false);
     // A framework message may echo a parameter name: keep it to the characters RFC 6749 §5.2 allows.
-    if (status < 500) return invalidRequest(httpMessage(err).replace(/[^\x20\x21\x23-\x5B\x5D-\x7E]/g, '?'));
+    const description = httpMessage(err).replace(/[^\x20\x21\x23-\x5B\x5D-\x7E]/g, '?');
+    // A guard's refusal (an extension's own, say) keeps its 403; a missing route its 404.
+    if (status === 403) return new OAuthError('access_denied', description, 403, true);
+    if (status < 500) return new OAuthError('invalid_request', description, status === 400 ? 400 : status, true);
   }
   const e = err as { type?: string; status?: number; statusCode?: number; expose?: boolean };
   if (e && typeof e === 'object' && typeof (e.status ?? e.statusCode) === 'number' && (e.status ?? e.statusCode)! < 500 && (e.type || e.expose === true)) {

@@ -5,8 +5,7 @@ import { httpMessage, isDatabaseUnavailable, toOAuthError } from './errors';
 /**
  * A protocol error as RFC 6749 §5.2 JSON: `error`, `error_description`, `Cache-Control: no-store`,
  * the error's own headers (WWW-Authenticate, Retry-After), Retry-After on 503. Logs 5xx (and a
- * hint, at debug) under `TokenErrorFilter`. The one rendering of the lean protocol path
- * (protocol-server.ts) and of TokenErrorFilter.
+ * hint, at debug) under `TokenErrorFilter`.
  */
 export function protocolErrorResponse(exception: unknown, log: Pick<LoggerService, 'error' | 'debug'>): { status: number; headers: Record<string, string>; body: { error: string; error_description: string } } {
   const err = toOAuthError(exception);
@@ -18,8 +17,9 @@ export function protocolErrorResponse(exception: unknown, log: Pick<LoggerServic
 }
 
 /**
- * Renders protocol errors as RFC 6749 §5.2 JSON (protocolErrorResponse), for a Nest route of an
- * extension's own that speaks OAuth; the built-in protocol endpoints are answered by the lean path.
+ * Renders protocol errors as RFC 6749 §5.2 JSON (protocolErrorResponse): on the token,
+ * revocation, introspection and UserInfo endpoints, and on any route of an extension's own that
+ * speaks OAuth.
  */
 @Catch()
 export class TokenErrorFilter implements ExceptionFilter {

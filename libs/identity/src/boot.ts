@@ -6,22 +6,19 @@ import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
 import type { Type, DynamicModule } from '@nestjs/common';
-import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
+import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, TokenErrorFilter, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
 import { RateLimiter, rateLimit } from './rate-limit';
 import { inputProblem } from './http-input';
-import { beginRequest, handedOver } from './request-log';
-import { FORM_BODY_LIMIT, serveProtocolRoutes } from './protocol-server';
-import { FORM_PARAMETER_LIMIT } from './form-parse';
-import { ProtocolEndpoints } from '@idp/token';
-import { AuthorizeShortcut } from '@idp/authorization';
-import { cors, securityHeaders } from './http-policy';
-import { ClientsService } from '@idp/clients';
+import { beginRequest } from './request-log';
+import { securityHeaders } from './http-policy';
+import { CorsPolicy } from './http/cors.policy';
+import { isPage, routeFamily, speaksOAuth } from './http/route-family';
 
-/** Paths whose errors use the OAuth JSON format (RFC 6749 §5.2) rather than the admin format. */
-const PROTOCOL_JSON = /^\/(oauth\/(token|revoke|introspect)|userinfo)$/;
-/** Paths a person's browser visits: their errors are the HTML error page (never a redirect: nothing was checked yet). */
-const PAGES = /^\/(authorize(\/resume)?|login|consent|oidc\/logout)$/;
+/** The body limit of every form endpoint (RFC 6749 §3.2 and the pages' forms). */
+export const FORM_BODY_LIMIT = 64 * 1024;
+/** Parameters of a form body at most. */
+export const FORM_PARAMETER_LIMIT = 100;
 
 export interface CreatedApp {
   app: NestExpressApplication;
@@ -52,7 +49,6 @@ export async function createIdentityApp(
   const limiter = config.rateLimit ? new RateLimiter(config) : undefined;
   if (limiter) app.use(rateLimit(limiter));
   app.use(securityHeaders(config));
-  app.use(cors(app.get(ClientsService)));
   // A theme's templates and assets come first; anything it does not replace is the built-in one.
   const viewDirs = [...(options.theme?.views ? [options.theme.views] : []), assetDir('views')];
   app.setBaseViewsDir(viewDirs);
@@ -67,6 +63,8 @@ export async function createIdentityApp(
   app.use(urlencoded({ extended: false, limit: FORM_BODY_LIMIT, parameterLimit: FORM_PARAMETER_LIMIT }));
   app.use('/admin', json({ limit: '100kb', strict: true }));
   app.use('/admin', requireJsonBody);
+  // After the body parsers: the token endpoint's answer is readable only by the origins of the client the form names.
+  app.enableCors(app.get(CorsPolicy).delegate());
   app.use(refuseHostileInput);
   app.use(bodyErrors);
 
@@ -92,13 +90,6 @@ export async function createIdentityApp(
     await app.close().catch(() => undefined);
     throw err;
   }
-  // The token, revocation, introspection and UserInfo endpoints, and /authorize for a signed-in
-  // user with consent in place, are answered in front of Express (protocol-server.ts): the same
-  // policies, without the framework's per-request cost.
-  serveProtocolRoutes(app.getHttpServer(), {
-    config, logger, limiter, clients: app.get(ClientsService), routes: app.get(ProtocolEndpoints).routes(), shortcuts: [app.get(AuthorizeShortcut).route()],
-    trust: app.getHttpAdapter().getInstance().get('trust proxy fn'),
-  });
   return { app, config, logger };
 }
 
@@ -118,10 +109,12 @@ function themedInclude(viewDirs: string[], include: string): string | undefined 
 class GlobalErrorFilter implements ExceptionFilter {
   private readonly api = new ApiErrorFilter();
   private readonly page = new PageErrorFilter();
+  private readonly oauth = new TokenErrorFilter();
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const req = host.switchToHttp().getRequest<Request>();
-    (PAGES.test(req.path) ? this.page : this.api).catch(exception, host);
+    const family = routeFamily(req.path);
+    (isPage(family) ? this.page : speaksOAuth(family) ? this.oauth : this.api).catch(exception, host);
   }
 }
 
@@ -131,10 +124,10 @@ function assetDir(name: string): string {
   return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
-/** The request log and request context (request-log.ts) as Express middleware; a request the lean path began has both already. */
+/** The request log and request context (request-log.ts) as Express middleware. */
 function requestLog(logger: JsonLogger) {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (!handedOver(req)) beginRequest(logger, req, res, req.path, req.ip);
+    beginRequest(logger, req, res, req.path, req.ip);
     next();
   };
 }
@@ -165,12 +158,13 @@ function refuseHostileInput(req: Request, _res: Response, next: NextFunction) {
 /** Body parser failures (malformed JSON, too large, bad charset) in the format of the route. */
 function bodyErrors(err: unknown, req: Request, res: Response, next: NextFunction) {
   if (!err) return next();
-  if (PROTOCOL_JSON.test(req.path)) {
+  const family = routeFamily(req.path);
+  if (speaksOAuth(family)) {
     const e = toOAuthError(err);
     res.status(e.status).set('Cache-Control', 'no-store').json({ error: e.code, error_description: e.description });
     return;
   }
-  if (PAGES.test(req.path)) {
+  if (isPage(family)) {
     const { status, message } = pageError(toOAuthError(err));
     renderPage(res, 'error', { title: 'We could not complete this request', message }, status);
     return;

@@ -14,6 +14,7 @@ import { ConsentModule } from '@idp/consent';
 import { AuthorizationModule } from '@idp/authorization';
 import { dataSourceOptions, runMigrations } from './database';
 import { SqliteCheckpointer } from './sqlite-checkpointer';
+import { CorsPolicy } from './http/cors.policy';
 
 /** How a company's application composes the IdP (see docs/extending.md). */
 export interface IdentityOptions {
@@ -97,7 +98,7 @@ export class IdentityModule {
         DiscoveryController, HealthController,
         ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController, UserGrantsAdminController,
       ],
-      providers: [AdminBootstrap, SqliteCheckpointer, { provide: IDENTITY_OPTIONS, useValue: options }],
+      providers: [AdminBootstrap, SqliteCheckpointer, CorsPolicy, { provide: IDENTITY_OPTIONS, useValue: options }],
       exports: [IDENTITY_OPTIONS, TokenModule, UsersModule, ClientsModule, ResourcesModule, SessionModule, ConsentModule, AuthorizationModule, KeysModule],
     };
   }

@@ -1,15 +1,15 @@
 import type { NextFunction, Request, Response } from 'express';
 import { IdpConfig, renderPage } from '@idp/core';
-import { handedOver } from './request-log';
+import { routeFamily } from './http/route-family';
 
 const WINDOW_MS = 10_000;
 
 type Kind = 'protocol' | 'pages' | 'admin';
 
+/** The bucket of a path, by the one route classification (so `/LOGIN` and `/login/` count as pages too). */
 function kindOf(path: string): Kind {
-  if (path.startsWith('/admin')) return 'admin';
-  if (/^\/(authorize|login|consent|oidc\/logout)(\/|$)/.test(path)) return 'pages';
-  return 'protocol';
+  const family = routeFamily(path);
+  return family === 'admin' ? 'admin' : family === 'pages' ? 'pages' : 'protocol';
 }
 
 /**
@@ -52,15 +52,13 @@ export class RateLimiter {
 /** The limiter as Express middleware, answering 429 in the format of the route. */
 export function rateLimit(limiter: RateLimiter) {
   return (req: Request, res: Response, next: NextFunction) => {
-    // A request the lean path began was counted there.
-    const earlier = handedOver(req);
-    const retryAfter = earlier ? earlier.retryAfter : limiter.hit(req.path, req.ip);
+    const retryAfter = limiter.hit(req.path, req.ip);
     if (retryAfter === undefined) return next();
     res.setHeader('Retry-After', String(retryAfter));
     const kind = kindOf(req.path);
     if (kind === 'pages') {
       renderPage(res, 'error', { title: 'Too many requests', message: 'Too many requests from your network. Please wait a few seconds and try again.' }, 429);
-    } else if (kind === 'admin' || req.path.startsWith('/health')) {
+    } else if (kind === 'admin' || routeFamily(req.path) === 'health') {
       res.status(429).json({ statusCode: 429, error: 'too_many_requests', message: 'rate limit exceeded; retry later' });
     } else {
       res.status(429).setHeader('Cache-Control', 'no-store');

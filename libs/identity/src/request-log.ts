@@ -22,19 +22,3 @@ export function beginRequest(logger: JsonLogger, req: IncomingMessage, res: Serv
   const ua = req.headers['user-agent'];
   return RequestContext.bind(req, { requestId: id, ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : undefined });
 }
-
-/** Requests the lean path began (logged and counted) before handing them to Express. */
-const begun = new WeakMap<IncomingMessage, { retryAfter?: number }>();
-
-/**
- * Marks a request as begun by the lean path: Express's middleware reuses its log line and
- * rate-limit verdict, and its context stays the one bound to it (RequestContext.of).
- */
-export function handOver(req: IncomingMessage, retryAfter: number | undefined): void {
-  begun.set(req, { retryAfter });
-}
-
-/** The lean path's start of this request, when it began it. */
-export function handedOver(req: IncomingMessage): { retryAfter?: number } | undefined {
-  return begun.get(req);
-}

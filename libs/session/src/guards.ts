@@ -1,36 +1,41 @@
-import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
-import type { Request, Response } from 'express';
-import { IdpPassport } from './passport';
+import { ExecutionContext, Injectable } from '@nestjs/common';
+import { AuthGuard } from '@nestjs/passport';
+import type { Request } from 'express';
 import { LoginAttemptRequest, typedIdentifier } from './local.strategy';
 import { LoginPolicies } from './login-policy';
 import { Interactions } from './interactions';
+import { SessionSerializer } from './session.serializer';
 import { ClientsService } from '@idp/clients';
 import type { User } from '@idp/users';
 import { IdpEvents, LockoutService, RequestContext } from '@idp/core';
 
-/** What the guard found: a lock (seconds to wait), or a successful login. */
+/** What the guard found: a lock (seconds to wait), a refusal by a login policy, or a successful login. */
 export type LoginRequest = Request & { loginLocked?: number; loginOk?: boolean; loginDenied?: string };
 
 /**
- * Runs passport-local on POST /login. A failure does not throw: `req.user` stays unset and the
- * controller shows the form again. On success the session is regenerated (fixation) keeping the
- * pending interactions and CSRF token, and the user is logged in.
+ * AuthGuard('local') on POST /login (passport-local, `session: false`: the IdP owns its session).
+ * Around the strategy: the lockouts (CONTRACT §5), and the login policies. A failure does not
+ * throw: the guard passes with `loginOk` unset and the controller shows the form again. On success
+ * the session is regenerated (no fixation), keeping the pending interactions and the CSRF token,
+ * and records the user.
  */
 @Injectable()
-export class LocalLoginGuard implements CanActivate {
+export class LocalLoginGuard extends AuthGuard('local') {
   constructor(
     private readonly lockout: LockoutService,
     private readonly events: IdpEvents,
-    private readonly passport: IdpPassport,
     private readonly policies: LoginPolicies,
     private readonly clients: ClientsService,
-  ) {}
+    private readonly serializer: SessionSerializer,
+  ) {
+    super({ session: false });
+  }
 
-  /** passport.authenticate('local') with a callback: the user, or false on a failed check. */
-  private authenticate(req: Request, res: Response): Promise<User | false> {
-    return new Promise((resolve, reject) => {
-      this.passport.authenticate('local', { session: false }, (err: unknown, user: User | false) => (err ? reject(err) : resolve(user)))(req, res, reject);
-    });
+  /** The strategy's verdict, never an exception: the user, or false for a failed check. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  handleRequest(err: unknown, user: User | false): any {
+    if (err) throw err;
+    return user || false;
   }
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
@@ -44,14 +49,15 @@ export class LocalLoginGuard implements CanActivate {
       req.loginLocked = attempt.retryAfter;
       return true;
     }
-    // The verdict is `found`, never `req.user`: a signed-in user re-entering a wrong password
-    // (prompt=login) still has a session user on the request.
     let found: User | false;
     try {
-      found = await this.authenticate(req, ctx.switchToHttp().getResponse<Response>());
+      await super.canActivate(ctx);
+      found = req.user as unknown as User | false;
     } catch (err) {
       this.lockout.abandon(attempt);
       throw err;
+    } finally {
+      req.user = undefined;
     }
     if (!found) {
       const locked = await this.lockout.failed(attempt);
@@ -74,10 +80,20 @@ export class LocalLoginGuard implements CanActivate {
         return true;
       }
     }
-    await new Promise<void>((resolve, reject) => req.logIn(found as never, { keepSessionInfo: true } as never, (err) => (err ? reject(err) : resolve())));
-    // From here on the request sees what later requests will see: the serialized session user.
-    req.user = req.session.passport?.user;
+    await startSession(req, this.serializer.serialize(found));
+    req.user = req.session.user;
     req.loginOk = true;
     return true;
   }
+}
+
+/**
+ * A new session for a user who has just signed in: a new session id (the one the browser had
+ * before is void, RFC 9700 §4.1 / OWASP session fixation), keeping the pending authorization
+ * requests and the CSRF token of the form.
+ */
+async function startSession(req: Request, user: NonNullable<Request['session']['user']>): Promise<void> {
+  const { csrf, interactions } = req.session;
+  await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+  Object.assign(req.session, { csrf, interactions, user });
 }

@@ -6,5 +6,5 @@ export { Interactions } from './interactions';
 export { SessionRecord } from './session.entity';
 export { LoginPolicy, LoginPolicyContext, LoginDecision } from './login-policy';
 export type { SessionUser, Interaction } from './session.types';
-export { SessionCookies, SESSION_IDLE_MS, type TrustFn } from './session-cookies';
+export { SESSION_IDLE_MS } from './session-cookies';
 export { SessionSerializer } from './session.serializer';

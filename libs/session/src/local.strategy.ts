@@ -3,7 +3,7 @@ import type { Request } from 'express';
 import { Strategy } from 'passport-local';
 import { UserStore, normalizeEmail } from '@idp/users';
 import type { IdpUser as User } from '@idp/users';
-import { IdpPassport } from './passport';
+import { PassportStrategy } from '@nestjs/passport';
 
 /** Why a sign-in failed, as the audit log says it (the person signing in sees one generic message). */
 export type LoginFailureReason = 'unknown account' | 'wrong password' | 'wrong email or password' | 'blocked' | 'input too long' | 'missing username or password' | 'locked';
@@ -27,22 +27,23 @@ export function typedIdentifier(raw: unknown): string {
   return typeof raw === 'string' ? normalizeEmail(raw.slice(0, MAX_IDENTIFIER_LENGTH * 2)).slice(0, MAX_IDENTIFIER_LENGTH) : '';
 }
 
-/** passport-local: `username` (the email) and `password`. One generic failure for every reason. */
+/**
+ * passport-local (`username`, the email, and `password`), behind AuthGuard('local') on POST /login.
+ * One generic failure for every reason; what was tried goes on the request for the audit log.
+ */
 @Injectable()
-export class LocalStrategy {
-  constructor(private readonly users: UserStore, passport: IdpPassport) {
-    passport.use(
-      'local',
-      new Strategy({ usernameField: 'username', passwordField: 'password', passReqToCallback: true }, (req, username, password, done) => {
-        this.check(username, password).then(({ user, attempt }) => {
-          if (attempt) (req as LoginAttemptRequest).loginAttempt = attempt;
-          done(null, user as never);
-        }, done);
-      }),
-    );
+export class LocalStrategy extends PassportStrategy(Strategy, 'local') {
+  constructor(private readonly users: UserStore) {
+    super({ usernameField: 'username', passwordField: 'password', passReqToCallback: true });
   }
 
-  /** The user when the password matches and the user is not blocked; else false and what was tried. */
+  /** The user when the password matches and the user is not blocked; else false, with what was tried on the request. */
+  async validate(req: LoginAttemptRequest, username: string, password: string): Promise<User | false> {
+    const { user, attempt } = await this.check(username, password);
+    if (attempt) req.loginAttempt = attempt;
+    return user;
+  }
+
   private async check(username: string, password: string): Promise<{ user: User | false; attempt?: LoginAttempt }> {
     if (username.length > MAX_IDENTIFIER_LENGTH || password.length > 1024) return { user: false, attempt: { reason: 'input too long' } };
     // One lookup and one verification, known account or not: the account tried comes from it.

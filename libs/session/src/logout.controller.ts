@@ -75,6 +75,5 @@ export class LogoutController {
 }
 
 async function endSession(req: Request): Promise<void> {
-  await new Promise<void>((resolve, reject) => req.logout((err) => (err ? reject(err) : resolve())));
   await new Promise<void>((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
 }

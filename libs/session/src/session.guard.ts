@@ -1,10 +1,12 @@
-import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { ExecutionContext, Injectable } from '@nestjs/common';
+import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { OAuthError, PageRedirect } from '@idp/core';
 import { Interactions, now } from './interactions';
 import { LoginPolicies } from './login-policy';
 import { UserStore } from '@idp/users';
 import { ClientsService } from '@idp/clients';
+import { SESSION_STRATEGY, storedSessionUser } from './session.strategy';
 import type { Interaction, SessionUser } from './session.types';
 
 /** What the authorization request asks of the login, attached by the request guard before SessionGuard runs. */
@@ -25,7 +27,7 @@ export type RequestWithLogin = Request & { loginCheck?: LoginCheck; user?: Sessi
  * Whether a signed-in user satisfies an authorization request without signing in again (OIDC
  * Core §3.1.2.3): `prompt=login` and `max_age`, an `id_token_hint` naming this user, and the login
  * policies (office hours end, an account gets flagged), whose refusal goes back to the application
- * as access_denied. Used by SessionGuard and by the lean /authorize path.
+ * as access_denied.
  */
 @Injectable()
 export class LoginRequirement {
@@ -50,20 +52,29 @@ export class LoginRequirement {
 }
 
 /**
- * The Passport login guard in front of /authorize (OIDC Core §3.1.2.3): passes with a valid
- * session that satisfies `prompt` and `max_age` (LoginRequirement); otherwise `login_required` for
- * prompt=none, or the pending request is saved as an interaction and the browser goes to the login page.
+ * The Passport login guard in front of every /authorize (OIDC Core §3.1.2.3): AuthGuard over the
+ * session strategy. It passes with a valid session that satisfies `prompt` and `max_age`
+ * (LoginRequirement), and sets `request.user`; otherwise `login_required` for prompt=none, or the
+ * pending request is saved as an interaction and the browser goes to the login page.
  */
 @Injectable()
-export class SessionGuard implements CanActivate {
-  constructor(private readonly requirement: LoginRequirement) {}
+export class SessionGuard extends AuthGuard(SESSION_STRATEGY) {
+  constructor(private readonly requirement: LoginRequirement) {
+    super();
+  }
 
-  async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const req = ctx.switchToHttp().getRequest<RequestWithLogin>();
+  // AuthGuard awaits what this returns (and sets it as `request.user`).
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  handleRequest(err: unknown, user: SessionUser | false, _info: unknown, ctx: ExecutionContext): any {
+    if (err) throw err;
+    return this.decide(user || undefined, ctx.switchToHttp().getRequest<RequestWithLogin>());
+  }
+
+  private async decide(user: SessionUser | undefined, req: RequestWithLogin): Promise<SessionUser> {
     const check = req.loginCheck;
     if (!check) throw new Error('SessionGuard needs the authorization request guard before it');
-    const reason = await this.requirement.check(req.isAuthenticated?.() ? req.user : undefined, check, req.ip);
-    if (!reason) return true;
+    const reason = await this.requirement.check(user, check, req.ip);
+    if (!reason) return user!;
     if (check.prompt.includes('none')) {
       throw new OAuthError('login_required', 'the user must sign in', 400, true, reason);
     }
@@ -72,7 +83,10 @@ export class SessionGuard implements CanActivate {
   }
 }
 
-/** The signed-in user of this request, if any. */
+/**
+ * The signed-in user of this request: the one a guard authenticated (SessionGuard, LocalLoginGuard),
+ * else the one the session records.
+ */
 export function currentSessionUser(req: Request): SessionUser | undefined {
-  return req.isAuthenticated?.() ? (req.user as SessionUser) : undefined;
+  return (req.user as SessionUser | undefined)?.sub ? (req.user as SessionUser) : storedSessionUser(req);
 }

@@ -11,7 +11,7 @@ describe('TypeOrmSessionStore', () => {
   let ds: DataSource;
   let store: TypeOrmSessionStore;
   const row = () => ds.getRepository(SessionRecord).findOneOrFail({ where: {} });
-  const session = (expires: number) => ({ cookie: { expires: new Date(expires), originalMaxAge: 3600_000 }, passport: { user: { sub: 'u1' } } }) as unknown as SessionData;
+  const session = (expires: number) => ({ cookie: { expires: new Date(expires), originalMaxAge: 3600_000 }, user: { sub: 'u1' } }) as unknown as SessionData;
 
   beforeEach(async () => {
     ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
@@ -26,7 +26,7 @@ describe('TypeOrmSessionStore', () => {
     const t = Date.now() + 3600_000;
     await call((cb) => store.set('sid-1', session(t), cb));
     expect((await row()).sid_hash).not.toContain('sid-1');
-    expect(await call<SessionData | null>((cb) => store.get('sid-1', cb))).toMatchObject({ passport: { user: { sub: 'u1' } } });
+    expect(await call<SessionData | null>((cb) => store.get('sid-1', cb))).toMatchObject({ user: { sub: 'u1' } });
     await call((cb) => store.destroy('sid-1', cb));
     expect(await call<SessionData | null>((cb) => store.get('sid-1', cb))).toBeNull();
   });

@@ -1,6 +1,6 @@
 import { Store, type SessionData } from 'express-session';
-import { LessThan, Repository, type ObjectLiteral } from 'typeorm';
-import { DirectSql, DirectTable, LeftJoin, sha256 } from '@idp/core';
+import { LessThan, Repository } from 'typeorm';
+import { DirectSql, DirectTable, sha256 } from '@idp/core';
 import { SessionRecord } from './session.entity';
 
 const DEFAULT_TTL_MS = 24 * 3600 * 1000;
@@ -38,17 +38,6 @@ export class TypeOrmSessionStore extends Store {
       .catch((err) => cb(err));
   }
 
-  /**
-   * The session (as `get` gives it), and with it a row of another table joined to the session's
-   * row (its `user_id`, say): one read instead of two (DirectTable.findOneWith).
-   */
-  async getWith<F extends ObjectLiteral>(sid: string, join: LeftJoin<SessionRecord, F>): Promise<{ session: SessionData | null; joined: F | null }> {
-    const key = sha256(sid);
-    const found = await this.rows.findOneWith({ sid_hash: key }, join);
-    const session = this.live(key, found?.row ?? null);
-    return { session, joined: session ? (found?.joined ?? null) : null };
-  }
-
   /** A stored row's session, or null when there is none or it expired. */
   private live(key: string, row: SessionRecord | null): SessionData | null {
     if (!row || row.expires_at.getTime() <= Date.now()) return null;
@@ -58,7 +47,7 @@ export class TypeOrmSessionStore extends Store {
 
   set(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
-    const userId = (session as SessionData & { passport?: { user?: { sub?: string } } }).passport?.user?.sub ?? null;
+    const userId = session.user?.sub ?? null;
     const key = sha256(sid);
     this.rows
       .upsert({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])

@@ -1,6 +1,6 @@
 import 'express-session';
 
-/** What a signed-in session carries about its user (passport's serialized user). */
+/** What a signed-in session carries about its user (the session's `user`). */
 export interface SessionUser {
   sub: string;
   /** Seconds since the epoch of the last authentication (OIDC `auth_time`). */
@@ -29,7 +29,8 @@ declare module 'express-session' {
   interface SessionData {
     csrf?: string;
     interactions?: Record<string, Interaction>;
-    passport?: { user?: SessionUser };
+    /** The signed-in user, once the login succeeded (LocalLoginGuard). */
+    user?: SessionUser;
   }
 }
 

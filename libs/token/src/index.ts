@@ -7,4 +7,3 @@ export { TokenCustomizer, TokenCustomizerContext, PROTECTED_CLAIMS } from './tok
 export { RefreshToken } from './refresh-token.entity';
 export { RevokedToken } from './revoked-token.entity';
 export { grantedScopes, parseScope, requestedAudience } from './token-params';
-export { ProtocolEndpoints } from './protocol-endpoints';

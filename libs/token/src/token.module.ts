@@ -7,7 +7,9 @@ import { UsersModule } from '@idp/users';
 import { AuthorizationModule } from '@idp/authorization';
 import { GrantRegistry } from './grant-handler';
 import { TokenIssuer } from './token-issuer';
-import { ProtocolEndpoints } from './protocol-endpoints';
+import { TokenController } from './token.controller';
+import { UserinfoController } from './userinfo.controller';
+import { OAuthFormGuard } from './oauth-form.guard';
 import { BearerGuard } from './bearer.guard';
 import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
@@ -21,10 +23,11 @@ import { RefreshTokenGrant } from './grants/refresh-token.grant';
 
 @Module({
   imports: [TypeOrmModule.forFeature([RefreshToken, RevokedToken]), ClientsModule, KeysModule, ResourcesModule, UsersModule, AuthorizationModule],
+  controllers: [TokenController, UserinfoController],
   providers: [
-    GrantRegistry, TokenIssuer, TokenCustomizers, BearerGuard, ProtocolEndpoints, RevocationService, TokenIntrospection, UserTokens,
+    GrantRegistry, TokenIssuer, TokenCustomizers, BearerGuard, OAuthFormGuard, RevocationService, TokenIntrospection, UserTokens,
     ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant,
   ],
-  exports: [ProtocolEndpoints, GrantRegistry, TokenIssuer, BearerGuard, RevocationService, KeysModule],
+  exports: [GrantRegistry, TokenIssuer, BearerGuard, RevocationService, KeysModule],
 })
 export class TokenModule {}

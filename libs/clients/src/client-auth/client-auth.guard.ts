@@ -1,32 +1,25 @@
 import { CanActivate, ExecutionContext, Injectable, createParamDecorator } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import type { ProtocolRequest } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientAuthenticator } from './client-authenticator';
 
 /**
- * Authenticates the calling client on a Nest route of an extension's own (with the form body
- * parsed by Express); sets `request.client`. The built-in token, revocation and introspection
- * endpoints run the same ClientAuthenticator from ProtocolEndpoints (@idp/token).
+ * Authenticates the calling client (CONTRACT §2.4) from the parsed form body and headers, and sets
+ * `request.client`: on the token, revocation and introspection endpoints, and on any route of an
+ * extension's own that clients call.
  */
 @Injectable()
 export class ClientAuthGuard implements CanActivate {
   constructor(private readonly authenticator: ClientAuthenticator) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
-    const req = ctx.switchToHttp().getRequest<Request & { client?: Client }>();
+    const req = ctx.switchToHttp().getRequest<ProtocolRequest & { client?: Client }>();
     req.client = await this.authenticator.authenticate(req);
-    // CORS (CONTRACT §4 allowed_origins): a browser may read the answer only from an origin the client registered.
-    const origin = req.headers.origin;
-    if (origin && req.client.allowed_origins.includes(origin)) {
-      const res = ctx.switchToHttp().getResponse<Response>();
-      res.setHeader('Access-Control-Allow-Origin', origin);
-      res.setHeader('Vary', 'Origin');
-    }
     return true;
   }
 }
 
 /** The client authenticated by ClientAuthGuard. */
 export const CurrentClient = createParamDecorator((_: unknown, ctx: ExecutionContext): Client => {
-  return ctx.switchToHttp().getRequest<Request & { client: Client }>().client;
+  return ctx.switchToHttp().getRequest<{ client: Client }>().client;
 });

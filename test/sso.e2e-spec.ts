@@ -1,5 +1,5 @@
 import * as oidc from 'openid-client';
-import { AuthorizeShortcut } from '@idp/authorization';
+import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { Browser, forms, signIn } from './support/browser';
 import { TestServer, startServer } from './support/server';
 
@@ -8,12 +8,12 @@ const API = 'https://api.example.com/orders';
 const USER = { email: 'grace@example.com', password: 'correct horse battery staple' };
 
 /**
- * GET /authorize for a signed-in user with consent in place is answered by the lean path
- * (AuthorizeShortcut) in front of Express; every other case is left to the controller. These
- * tests check which of the two answered (the shortcut's verdict) and that the answer is the one
- * the controller gives: the same redirect, headers, session cookie, log line and rate limit.
+ * Single sign-on: every /authorize passes the Passport login guard (SessionGuard, AuthGuard over
+ * the session strategy). These tests check that the guard ran (the strategy's verdict: the
+ * session's user, or false) and what it decided: a code for a signed-in user with consent in
+ * place, the login or consent page, or an error back to the application.
  */
-describe('/authorize through the lean path (AuthorizeShortcut)', () => {
+describe('/authorize for a signed-in user (SSO through the session guard)', () => {
   let s: TestServer;
   let web: { client_id: string; client_secret: string };
   let config: oidc.Configuration;
@@ -30,7 +30,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     browser = new Browser(s.url);
     const first = await signIn(browser, await authorizeUrl({ scope: 'openid profile email' }).then((a) => a.url), USER);
     expect(first.url.startsWith(REDIRECT)).toBe(true);
-    verdicts = jest.spyOn(s.app.get(AuthorizeShortcut), 'handle');
+    verdicts = jest.spyOn(s.app.get(SessionStrategy), 'validate');
   });
   beforeEach(() => verdicts.mockClear());
   afterAll(() => s.close());
@@ -45,19 +45,20 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     return { url: url.toString(), verifier, state, nonce };
   }
 
-  /** One GET, no redirects followed; the shortcut's verdict on it (undefined when it was not offered the request). */
+  /** One GET, no redirects followed; the session strategy's verdict on it (undefined when the guard did not run). */
   async function get(url: string, cookie = browser.cookieHeader(), headers: Record<string, string> = {}) {
+    const before = verdicts.mock.results.length;
     const res = await fetch(url, { redirect: 'manual', headers: { cookie, ...headers } });
     await res.arrayBuffer();
-    const results = verdicts.mock.results;
+    const results = verdicts.mock.results.slice(before);
     const verdict = results.length ? await results[results.length - 1].value : undefined;
-    return { res, verdict: verdict as boolean | undefined, offered: results.length };
+    return { res, verdict: verdict ? true : verdict === undefined ? undefined : false, offered: results.length };
   }
 
-  it('answers a signed-in, consented user with a code that redeems, the same headers, and a renewed session cookie', async () => {
+  it('answers a signed-in, consented user with a code that redeems, the headers of every answer, and a renewed session cookie', async () => {
     const a = await authorizeUrl();
     const before = s.logs.length;
-    const { res, verdict } = await get(a.url, browser.cookieHeader(), { 'x-request-id': 'shortcut-test-1' });
+    const { res, verdict } = await get(a.url, browser.cookieHeader(), { 'x-request-id': 'sso-test-1' });
     expect(verdict).toBe(true);
     expect(res.status).toBe(302);
     const location = new URL(res.headers.get('location')!);
@@ -67,7 +68,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(res.headers.get('x-request-id')).toBe('shortcut-test-1');
+    expect(res.headers.get('x-request-id')).toBe('sso-test-1');
     expect(res.headers.get('x-powered-by')).toBeNull();
 
     // The rolling cookie: the same signed session id, 14 days ahead, with the middleware's attributes.
@@ -81,41 +82,14 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
 
     // One log line, with the request id, path (no query) and status.
     const lines = s.logs.slice(before).map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
-    expect(lines).toEqual([expect.objectContaining({ request_id: 'shortcut-test-1', method: 'GET', path: '/authorize', status: 302 })]);
+    expect(lines).toEqual([expect.objectContaining({ request_id: 'sso-test-1', method: 'GET', path: '/authorize', status: 302 })]);
     expect(JSON.stringify(lines)).not.toContain(location.searchParams.get('code'));
 
     const tokens = await oidc.authorizationCodeGrant(config, location, { pkceCodeVerifier: a.verifier, expectedState: a.state, expectedNonce: a.nonce });
     expect(tokens.claims()).toMatchObject({ sub: userId, nonce: a.nonce, email: USER.email, sid: expect.any(String), auth_time: expect.any(Number) });
   });
 
-  it('answers exactly as the controller does for the same request (status, headers, body)', async () => {
-    const viaShortcut = await get((await authorizeUrl()).url);
-    expect(viaShortcut.verdict).toBe(true);
-    // The same request once more, with the shortcut stepping aside: Express, express-session, Passport, Nest.
-    verdicts.mockResolvedValueOnce(false);
-    const viaController = await get((await authorizeUrl()).url);
-    expect(viaController.verdict).toBe(false);
-    const shape = (res: Response) => {
-      const headers = Object.fromEntries([...res.headers].filter(([name]) => !['date', 'x-request-id', 'keep-alive', 'connection'].includes(name)));
-      const location = new URL(headers.location);
-      for (const name of ['code', 'state']) location.searchParams.set(name, '…');
-      return { status: res.status, ...headers, location: location.toString(), 'set-cookie': headers['set-cookie'].replace(/Expires=[^;]+/, 'Expires=…') };
-    };
-    expect(shape(viaShortcut.res)).toEqual(shape(viaController.res));
-    expect(viaShortcut.res.headers.get('content-length')).toBe('0');
-  });
-
-  it('gives the same Set-Cookie as express-session does for the same session', async () => {
-    // prompt=login goes through Express (the login page), whose express-session renews the same cookie.
-    const viaExpress = await get((await authorizeUrl({ prompt: 'login' })).url);
-    expect(viaExpress.verdict).toBe(false);
-    const viaShortcut = await get((await authorizeUrl()).url);
-    expect(viaShortcut.verdict).toBe(true);
-    const shape = (res: Response) => res.headers.getSetCookie()[0].replace(/Expires=[^;]+/, 'Expires=…');
-    expect(shape(viaShortcut.res)).toBe(shape(viaExpress.res));
-  });
-
-  it('keeps the session usable across many shortcut answers, and codes single-use', async () => {
+  it('keeps the session usable across many sign-ons, and codes single-use', async () => {
     for (let i = 0; i < 3; i++) {
       const a = await authorizeUrl();
       const { res, verdict } = await get(a.url);
@@ -131,7 +105,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     ['a cookie with a wrong signature', () => browser.cookieHeader().replace(/\.([^.;]+)$/, '.AAAA'), '/login'],
     ['an unsigned session id', () => `idp_session=${decodeURIComponent(browser.cookies.get('idp_session')!).slice(2).split('.')[0]}`, '/login'],
     ['a session id that was never issued', () => 'idp_session=s%3Anot-a-session.abc', '/login'],
-  ])('leaves %s to the controller (the login page)', async (_name, cookie, where) => {
+  ])('sends %s to the login page', async (_name, cookie, where) => {
     const { res, verdict } = await get((await authorizeUrl()).url, cookie());
     expect(verdict).toBe(false);
     expect(res.status).toBe(303);
@@ -143,10 +117,10 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     ['max_age=0 (after a second)', { max_age: '0' }, /^\/login\?interaction=/],
     ['prompt=consent for a third-party client', { prompt: 'consent' }, /^\/consent\?interaction=/],
     ['a scope not consented to yet', { scope: 'openid read:orders', resource: API }, /^\/consent\?interaction=/],
-  ])('leaves %s to the controller', async (_name, params, where) => {
+  ])('sends %s to the page it needs', async (_name, params, where) => {
     await new Promise((r) => setTimeout(r, 'max_age' in params ? 1100 : 0));
     const { res, verdict } = await get((await authorizeUrl(params)).url);
-    expect(verdict).toBe(false);
+    expect(verdict).toBe(true);
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toMatch(where);
   });
@@ -161,35 +135,35 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     const [grant] = grants.items;
     expect((await s.admin('DELETE', `/admin/users/${id}/grants/${grant.id}`)).status).toBeLessThan(300);
     const after = await get((await authorizeUrl()).url, other.cookieHeader());
-    expect(after.verdict).toBe(false);
+    expect(after.verdict).toBe(true);
     expect(after.res.headers.get('location')).toMatch(/^\/consent\?interaction=/);
   });
 
-  it('leaves prompt=none without consent to the controller: consent_required back to the client', async () => {
+  it('answers prompt=none without consent with consent_required back to the client', async () => {
     const a = await authorizeUrl({ prompt: 'none', scope: 'openid read:orders', resource: API });
     const { res, verdict } = await get(a.url);
-    expect(verdict).toBe(false);
+    expect(verdict).toBe(true);
     const location = new URL(res.headers.get('location')!);
     expect(location.searchParams.get('error')).toBe('consent_required');
     expect(location.searchParams.get('state')).toBe(a.state);
   });
 
-  it('leaves invalid requests to the controller: the error page, or the error redirect', async () => {
+  it('refuses invalid requests before the session guard: the error page, or the error redirect', async () => {
     const wrongRedirect = await get((await authorizeUrl({ redirect_uri: 'https://evil.example/cb' })).url);
-    expect(wrongRedirect.verdict).toBe(false);
+    expect(wrongRedirect.offered).toBe(0);
     expect(wrongRedirect.res.status).toBe(400);
     const a = await authorizeUrl({ code_challenge_method: 'plain' });
     const badPkce = await get(a.url);
-    expect(badPkce.verdict).toBe(false);
+    expect(badPkce.offered).toBe(0);
     const location = new URL(badPkce.res.headers.get('location')!);
     expect(location.searchParams.get('error')).toBe('invalid_request');
     expect(location.searchParams.get('state')).toBe(a.state);
     const repeated = await get(`${(await authorizeUrl()).url}&scope=openid`);
-    expect(repeated.verdict).toBe(false);
+    expect(repeated.offered).toBe(0);
     expect(new URL(repeated.res.headers.get('location')!).searchParams.get('error')).toBe('invalid_request');
   });
 
-  it('does not offer a URL with U+0000 to the shortcut: the error page, one log line', async () => {
+  it('refuses a URL with U+0000 before any guard: the error page, one log line', async () => {
     const before = s.logs.length;
     const { res, offered } = await get(`${(await authorizeUrl()).url}&x=%00`);
     expect(offered).toBe(0);
@@ -197,16 +171,16 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(s.logs.slice(before).filter((l) => JSON.parse(l).msg === 'request')).toHaveLength(1);
   });
 
-  it('answers with one log line and one request id when it leaves the request to Express', async () => {
+  it('answers with one log line and the request id when the guard sends the user to the login page', async () => {
     const before = s.logs.length;
     const { res, verdict } = await get((await authorizeUrl({ prompt: 'login' })).url, browser.cookieHeader(), { 'x-request-id': 'handed-over-1' });
-    expect(verdict).toBe(false);
+    expect(verdict).toBe(true);
     expect(res.headers.get('x-request-id')).toBe('handed-over-1');
     const lines = s.logs.slice(before).map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
     expect(lines).toEqual([expect.objectContaining({ request_id: 'handed-over-1', path: '/authorize', status: 303 })]);
   });
 
-  it('leaves the session of a blocked user to the controller (the login page)', async () => {
+  it('sends a blocked user with a session to the login page', async () => {
     const other = new Browser(s.url);
     const email = 'blocked-later@example.com';
     const id = (await s.admin('POST', '/admin/users', { email, password: USER.password })).body.user_id;
@@ -218,7 +192,7 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(blocked.res.headers.get('location')).toMatch(/^\/login\?interaction=/);
   });
 
-  it('leaves a signed-out session to the controller', async () => {
+  it('sends a signed-out session to the login page', async () => {
     const other = new Browser(s.url);
     const email = 'signs-out@example.com';
     await s.admin('POST', '/admin/users', { email, password: USER.password });
@@ -232,25 +206,4 @@ describe('/authorize through the lean path (AuthorizeShortcut)', () => {
     expect(after.verdict).toBe(false);
     expect(after.res.headers.get('location')).toMatch(/^\/login\?interaction=/);
   });
-});
-
-describe('/authorize lean path with the rate limit on', () => {
-  let s: TestServer;
-
-  beforeAll(async () => {
-    // 6 a minute is 1 per 10-second window.
-    s = await startServer({ IDP_RATE_LIMIT: 'on', IDP_RATE_LIMIT_PAGES: '6' });
-  });
-  afterAll(() => s.close());
-
-  it('counts a request it hands to Express once: the second in the window gets the 429 page', async () => {
-    // Wait for the start of a 10-second window, so that both requests fall in the same one.
-    await new Promise((r) => setTimeout(r, 10_000 - (Date.now() % 10_000) + 50));
-    const first = await s.fetch('/authorize?client_id=nobody', { redirect: 'manual' });
-    expect(first.status).toBe(400);
-    const second = await s.fetch('/authorize?client_id=nobody', { redirect: 'manual' });
-    expect(second.status).toBe(429);
-    expect(second.headers.get('retry-after')).toMatch(/^\d+$/);
-    expect(second.headers.get('content-type')).toMatch(/text\/html/);
-  }, 20_000);
 });

@@ -3,22 +3,22 @@ import { gzipSync } from 'node:zlib';
 import { TestServer, basic, startServer } from './support/server';
 
 /**
- * The lean HTTP path that answers the token, revocation, introspection and UserInfo endpoints in
- * front of Express (libs/identity/src/protocol-server.ts): the plumbing Express used to give them
- * (request ids and log lines, headers, body reading and its unusual forms, path matching).
+ * The token, revocation, introspection and UserInfo endpoints as Nest controllers: the plumbing
+ * the framework and its middleware give them (request ids and log lines, headers, body reading and
+ * its unusual forms, path matching).
  */
-describe('the protocol endpoints in front of Express', () => {
+describe('the protocol endpoints', () => {
   let s: TestServer;
   let client: { client_id: string; client_secret: string };
-  const API = 'https://api.example.com/lean';
+  const API = 'https://api.example.com/protocol';
   const FORM = 'application/x-www-form-urlencoded';
   const body = () => new URLSearchParams({ grant_type: 'client_credentials', resource: API }).toString();
   const auth = () => basic(client.client_id, client.client_secret);
 
   beforeAll(async () => {
     s = await startServer();
-    expect((await s.admin('POST', '/admin/apis', { identifier: API, name: 'Lean', scopes: [{ value: 'read:x', description: 'Read' }] })).status).toBe(201);
-    client = (await s.admin('POST', '/admin/clients', { client_name: 'Lean worker', grant_types: ['client_credentials'] })).body;
+    expect((await s.admin('POST', '/admin/apis', { identifier: API, name: 'Protocol', scopes: [{ value: 'read:x', description: 'Read' }] })).status).toBe(201);
+    client = (await s.admin('POST', '/admin/clients', { client_name: 'Protocol worker', grant_types: ['client_credentials'] })).body;
     expect((await s.admin('POST', '/admin/client-grants', { client_id: client.client_id, audience: API, scope: ['read:x'] })).status).toBe(201);
   });
   afterAll(() => s.close());
@@ -39,7 +39,7 @@ describe('the protocol endpoints in front of Express', () => {
     });
   }
 
-  it('answers with the headers Express gave: request id, no-store, nosniff, no-referrer, JSON', async () => {
+  it('answers with the headers of every route: request id, no-store, nosniff, no-referrer, JSON', async () => {
     const res = await s.fetch('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: auth() }, body: body() });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -52,28 +52,31 @@ describe('the protocol endpoints in front of Express', () => {
   });
 
   it('echoes a well-formed X-Request-Id, replaces a malformed one, and logs one line per request without the query string', async () => {
-    const mine = await s.fetch('/oauth/token?secret-looking=1', { method: 'POST', headers: { 'content-type': FORM, authorization: auth(), 'x-request-id': 'req-lean.1' }, body: body() });
-    expect(mine.headers.get('x-request-id')).toBe('req-lean.1');
+    const mine = await s.fetch('/oauth/token?secret-looking=1', { method: 'POST', headers: { 'content-type': FORM, authorization: auth(), 'x-request-id': 'req-proto.1' }, body: body() });
+    expect(mine.headers.get('x-request-id')).toBe('req-proto.1');
     const bad = await s.fetch('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: auth(), 'x-request-id': 'no spaces <allowed>' }, body: body() });
     expect(bad.headers.get('x-request-id')).not.toBe('no spaces <allowed>');
-    const line = s.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request' && l.request_id === 'req-lean.1');
+    const line = s.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'request' && l.request_id === 'req-proto.1');
     expect(line).toMatchObject({ method: 'POST', path: '/oauth/token', status: 200, ip: expect.any(String) });
     expect(JSON.stringify(line)).not.toContain('secret-looking');
   });
 
-  it('matches the path as Express did: a trailing slash or another case is the same endpoint', async () => {
+  it('matches the path as routing does: a trailing slash or another case is the same endpoint', async () => {
     for (const path of ['/oauth/token/', '/OAuth/Token']) {
       const res = await s.fetch(path, { method: 'POST', headers: { 'content-type': FORM, authorization: auth() }, body: body() });
       expect([path, res.status]).toEqual([path, 200]);
     }
   });
 
-  it('leaves other methods to Express: GET is a 404, a CORS preflight is answered there', async () => {
-    expect((await s.fetch('/oauth/token')).status).toBe(404);
-    expect((await s.fetch('/oauth/token', { method: 'OPTIONS', headers: { origin: 'https://nobody.example.com', 'access-control-request-method': 'POST' } })).status).toBe(204);
+  it("answers other methods with 404 in the endpoint's format, and allows no preflight from an origin no client registered", async () => {
+    const get = await s.fetch('/oauth/token');
+    expect(get.status).toBe(404);
+    expect(await get.json()).toMatchObject({ error: 'invalid_request' });
+    const preflight = await s.fetch('/oauth/token', { method: 'OPTIONS', headers: { origin: 'https://nobody.example.com', 'access-control-request-method': 'POST' } });
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
   });
 
-  it('reads a chunked body, a gzip body and a Latin-1 one (through body-parser, as before)', async () => {
+  it('reads a chunked body, a gzip body and a Latin-1 one (body-parser)', async () => {
     const chunked = await raw('/oauth/token', { 'content-type': FORM, authorization: auth(), 'transfer-encoding': 'chunked' }, [Buffer.from(body().slice(0, 10)), Buffer.from(body().slice(10))]);
     expect(chunked.status).toBe(200);
     expect(chunked.body.token_type).toBe('Bearer');
