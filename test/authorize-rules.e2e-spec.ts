@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { Browser, forms, signIn } from './support/browser';
+import { ManualClock } from '@idp/core';
 import { TestServer, basic, postForm, startServer } from './support/server';
 
 const REDIRECT = 'https://app.example.com/callback';
@@ -14,12 +15,13 @@ const pkce = () => {
 
 describe('/authorize and code redemption rules', () => {
   let s: TestServer;
+  const clock = new ManualClock();
   let web: { client_id: string; client_secret: string };
   let spa: { client_id: string };
   let firstParty: { client_id: string; client_secret: string };
 
   beforeAll(async () => {
-    s = await startServer();
+    s = await startServer({}, undefined, { clock });
     await s.admin('POST', '/admin/users', USER);
     await s.admin('POST', '/admin/users', OTHER);
     web = (await s.admin('POST', '/admin/clients', { client_name: 'Web', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'] })).body;
@@ -153,7 +155,7 @@ describe('/authorize and code redemption rules', () => {
       await codeFor(browser);
       const again = await browser.go(authorizeUrl(base({ prompt: 'login', code_challenge: pkce().challenge, code_challenge_method: 'S256' })));
       expect(again.url).toContain('/login');
-      await new Promise((r) => setTimeout(r, 1100));
+      clock.advance(1100);
       const aged = await browser.go(authorizeUrl(base({ max_age: '0', code_challenge: pkce().challenge, code_challenge_method: 'S256' })));
       expect(aged.url).toContain('/login');
       // Logging in again satisfies it, and auth_time moves forward.

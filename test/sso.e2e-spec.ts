@@ -1,6 +1,7 @@
 import * as oidc from 'openid-client';
 import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { Browser, forms, signIn } from './support/browser';
+import { ManualClock } from '@idp/core';
 import { TestServer, startServer } from './support/server';
 
 const REDIRECT = 'https://app.example.com/callback';
@@ -15,6 +16,7 @@ const USER = { email: 'grace@example.com', password: 'correct horse battery stap
  */
 describe('/authorize for a signed-in user (SSO through the session guard)', () => {
   let s: TestServer;
+  const clock = new ManualClock();
   let web: { client_id: string; client_secret: string };
   let config: oidc.Configuration;
   let verdicts: jest.SpyInstance;
@@ -22,7 +24,7 @@ describe('/authorize for a signed-in user (SSO through the session guard)', () =
   let userId: string;
 
   beforeAll(async () => {
-    s = await startServer();
+    s = await startServer({}, undefined, { clock });
     userId = (await s.admin('POST', '/admin/users', { ...USER, name: 'Grace Hopper', email_verified: true })).body.user_id;
     await s.admin('POST', '/admin/apis', { identifier: API, name: 'Orders', scopes: [{ value: 'read:orders', description: 'Read your orders' }], allow_offline_access: true });
     web = (await s.admin('POST', '/admin/clients', { client_name: 'Web App', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'] })).body;
@@ -118,7 +120,7 @@ describe('/authorize for a signed-in user (SSO through the session guard)', () =
     ['prompt=consent for a third-party client', { prompt: 'consent' }, /^\/consent\?interaction=/],
     ['a scope not consented to yet', { scope: 'openid read:orders', resource: API }, /^\/consent\?interaction=/],
   ])('sends %s to the page it needs', async (_name, params, where) => {
-    await new Promise((r) => setTimeout(r, 'max_age' in params ? 1100 : 0));
+    if ('max_age' in params) clock.advance(1100);
     const { res, verdict } = await get((await authorizeUrl(params)).url);
     expect(verdict).toBe(true);
     expect(res.status).toBe(303);

@@ -1,8 +1,8 @@
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
-import { OAuthError, PageRedirect } from '@idp/core';
-import { Interactions, now } from './interactions';
+import { Clock, OAuthError, PageRedirect } from '@idp/core';
+import { Interactions } from './interactions';
 import { LoginPolicies } from './login-policy';
 import { UserStore } from '@idp/users';
 import { ClientsService } from '@idp/clients';
@@ -31,14 +31,14 @@ export type RequestWithLogin = Request & { loginCheck?: LoginCheck; user?: Sessi
  */
 @Injectable()
 export class LoginRequirement {
-  constructor(private readonly policies: LoginPolicies, private readonly users: UserStore, private readonly clients: ClientsService) {}
+  constructor(private readonly policies: LoginPolicies, private readonly users: UserStore, private readonly clients: ClientsService, private readonly clock: Clock) {}
 
   /** Why the user must sign in (again), or undefined when the session will do; throws access_denied for a policy's refusal. */
   async check(user: SessionUser | undefined, check: LoginCheck, ip: string | undefined): Promise<string | undefined> {
     const freshLogin = !!(user && check.interaction?.login_at && user.auth_time >= check.interaction.created_at);
     if (!user) return 'no session';
     if (!freshLogin && check.prompt.includes('login')) return 'prompt=login';
-    if (!freshLogin && check.maxAge !== undefined && now() - user.auth_time > check.maxAge) return 'max_age exceeded';
+    if (!freshLogin && check.maxAge !== undefined && this.clock.nowSeconds() - user.auth_time > check.maxAge) return 'max_age exceeded';
     if (check.idTokenHintSub && check.idTokenHintSub !== user.sub) return 'id_token_hint names another user';
     if (this.policies.size) {
       const found = await this.users.findById(user.sub);

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { randomToken } from '@idp/core';
+import { Clock, randomToken } from '@idp/core';
 import { UserStore } from '@idp/users';
 import type { IdpUser as User } from '@idp/users';
 import type { SessionUser } from './session.types';
@@ -7,12 +7,12 @@ import type { SessionUser } from './session.types';
 /** Keeps {sub, auth_time, sid, amr} in the session; a deleted or blocked user is signed out on the next request. */
 @Injectable()
 export class SessionSerializer {
-  constructor(private readonly users: UserStore) {}
+  constructor(private readonly users: UserStore, private readonly clock: Clock) {}
 
   /** What the session keeps of a user who has just signed in (a new `sid`, `auth_time` now). */
   serialize(user: User | SessionUser): SessionUser {
     if ('sub' in user && typeof user.sub === 'string') return user as SessionUser;
-    return { sub: (user as User).id, auth_time: Math.floor(Date.now() / 1000), sid: randomToken(16), amr: ['pwd'] };
+    return { sub: (user as User).id, auth_time: this.clock.nowSeconds(), sid: randomToken(16), amr: ['pwd'] };
   }
 
   /** The session's user while the account exists and is not blocked, else false. */
