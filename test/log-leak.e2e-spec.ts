@@ -64,8 +64,13 @@ describe('logs never contain a secret', () => {
     // The replay path (invalid_grant) must not log the code either.
     await postForm(s, '/oauth/token', { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }, { authorization: basic(web.client_id, rotated) });
 
-    // Give the asynchronous audit writes a moment to land in the log.
-    await new Promise((r) => setTimeout(r, 200));
+    // A request's log line is written when its response has finished, which may come after the
+    // answer has reached this test: one more request, and its line, mean those before are in.
+    await s.fetch('/health/live', { headers: { 'x-request-id': 'log-leak-last-request' } });
+    for (let turn = 0; !s.logs.some((l) => l.includes('"request_id":"log-leak-last-request"')); turn++) {
+      if (turn > 10_000) throw new Error('the last request was never logged');
+      await new Promise(setImmediate);
+    }
     const log = s.logs.join('\n');
     expect(s.logs.length).toBeGreaterThan(20);
     expect([...secrets].filter((x) => typeof x !== "string")).toEqual([]);
