@@ -1,7 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { DirectSql, IdpEvents, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
+import { Clock, DirectSql, IdpEvents, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { Consent, ConsentScopes } from './consent.entity';
 
@@ -18,7 +18,7 @@ const OIDC = new Set(['openid', 'profile', 'email', 'offline_access', 'address',
 /** Remembered consents: a user's grant to a client, per audience. */
 @Injectable()
 export class ConsentService {
-  constructor(@InjectDataSource() private readonly db: DataSource, private readonly events: IdpEvents) {}
+  constructor(@InjectDataSource() private readonly db: DataSource, private readonly events: IdpEvents, private readonly clock: Clock) {}
 
   /**
    * The requested scopes the user has not yet allowed this client (none for a first-party client).
@@ -42,7 +42,7 @@ export class ConsentService {
       try {
         const consent = await this.db.transaction(async (m) => {
           const repo = m.getRepository(Consent);
-          const now = new Date();
+          const now = this.clock.date();
           // On PostgreSQL the row is locked (FOR UPDATE) so concurrent grants merge instead of one
           // overwriting the other; SQLite runs one write transaction at a time.
           const existing = await repo.findOne({
