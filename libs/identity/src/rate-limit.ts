@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { IdpConfig, renderPage } from '@idp/core';
+import { BootClock, Clock, IdpConfig, SystemClock, renderPage } from '@idp/core';
 import { routeFamily } from './http/route-family';
 
 const WINDOW_MS = 10_000;
@@ -18,13 +18,15 @@ function kindOf(path: string): Kind {
  * endpoints from one address (an office behind one NAT must not notice), 3,000 to the pages,
  * 6,000 to the admin API. Attacks that need volume (password guessing, secret guessing) are
  * stopped much earlier by the lockouts. The client address honours TRUST_PROXY (Express `trust proxy`).
+ * The windows are aligned on `clock` (by default the clock of the application being created,
+ * BootClock, else the system's).
  */
 export class RateLimiter {
   private readonly limits: Record<Kind, number>;
   private window = 0;
   private counts = new Map<string, number>();
 
-  constructor(config: IdpConfig) {
+  constructor(config: IdpConfig, private readonly clock: Clock = BootClock.current() ?? new SystemClock()) {
     this.limits = {
       protocol: Math.max(1, Math.round((config.rateLimitProtocol * WINDOW_MS) / 60_000)),
       pages: Math.max(1, Math.round((config.rateLimitPages * WINDOW_MS) / 60_000)),
@@ -34,7 +36,7 @@ export class RateLimiter {
 
   /** Counts one request; undefined while within the limit, else the seconds until the window ends (Retry-After). */
   hit(path: string, ip: string | undefined): number | undefined {
-    const now = Date.now();
+    const now = this.clock.now();
     const current = Math.floor(now / WINDOW_MS);
     if (current !== this.window) {
       this.window = current;
