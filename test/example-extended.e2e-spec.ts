@@ -370,6 +370,86 @@ describe('the example app (apps/example-extended): every extension point', () =>
       expect(doc.paths['/admin/example/profiles/{user_id}'].put).toBeDefined();
     });
   });
+
+  /**
+   * The pipeline: Acme's global interceptor (X-Acme-Request) and global guard (X-Acme-Block) run
+   * on every endpoint family, because every endpoint is a Nest controller. A refusal is answered
+   * in the family's own error format.
+   */
+  describe("Acme's global guard and interceptor on every endpoint family", () => {
+    const M2M_API = 'https://api.acme.example/pipeline';
+    let m2m: { client_id: string; client_secret: string };
+    let sso: Browser;
+    let pending: Browser;
+    let userAccessToken: string;
+    let loginPath: string;
+    let consentPath: string;
+
+    beforeAll(async () => {
+      expect((await s.admin('POST', '/admin/apis', { identifier: M2M_API, name: 'Pipeline', scopes: [{ value: 'ping', description: 'Ping' }] })).status).toBe(201);
+      m2m = (await s.admin('POST', '/admin/clients', { client_name: 'Acme worker', grant_types: ['client_credentials'] })).body;
+      expect((await s.admin('POST', '/admin/client-grants', { client_id: m2m.client_id, audience: M2M_API, scope: ['ping'] })).status).toBe(201);
+      userAccessToken = (await codeFlow(ADA, { scope: 'openid profile' })).access_token;
+      // A browser signed in (SSO), and the login and consent pages of pending requests.
+      sso = new Browser(s.url);
+      expect((await signIn(sso, (await authorizeUrl({ scope: 'openid profile' })).url, ADA)).url.startsWith(REDIRECT)).toBe(true);
+      pending = new Browser(s.url);
+      const login = new URL((await pending.go((await authorizeUrl({})).url)).url);
+      loginPath = login.pathname + login.search;
+      const consenting = await sso.go((await authorizeUrl({ scope: 'openid email', prompt: 'consent' })).url);
+      consentPath = new URL(consenting.url).pathname + new URL(consenting.url).search;
+      expect(loginPath).toMatch(/^\/login\?interaction=/);
+      expect(consentPath).toMatch(/^\/consent\?interaction=/);
+    });
+
+    const form = (body: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
+    type Call = { family: string; format: 'oauth' | 'page' | 'api'; request: () => Promise<[string, RequestInit]>; status: number };
+    const calls: Call[] = [
+      { family: 'token', format: 'oauth', status: 200, request: async () => ['/oauth/token', withAuth(form({ grant_type: 'client_credentials', audience: M2M_API }))] },
+      { family: 'revocation', format: 'oauth', status: 200, request: async () => ['/oauth/revoke', withAuth(form({ token: 'not-a-token' }))] },
+      { family: 'introspection', format: 'oauth', status: 200, request: async () => ['/oauth/introspect', withAuth(form({ token: 'not-a-token' }))] },
+      { family: 'UserInfo', format: 'oauth', status: 200, request: async () => ['/userinfo', { headers: { authorization: `Bearer ${userAccessToken}` } }] },
+      { family: 'authorize (SSO)', format: 'page', status: 302, request: async () => [(await authorizeUrl({ scope: 'openid profile' })).url.slice(s.url.length), { headers: { cookie: sso.cookieHeader() } }] },
+      { family: 'discovery', format: 'api', status: 200, request: async () => ['/.well-known/openid-configuration', {}] },
+      { family: 'JWKS', format: 'api', status: 200, request: async () => ['/.well-known/jwks.json', {}] },
+      { family: 'login', format: 'page', status: 200, request: async () => [loginPath, { headers: { cookie: pending.cookieHeader() } }] },
+      { family: 'consent', format: 'page', status: 200, request: async () => [consentPath, { headers: { cookie: sso.cookieHeader() } }] },
+      { family: 'logout', format: 'page', status: 200, request: async () => ['/oidc/logout', {}] },
+      { family: 'admin', format: 'api', status: 200, request: async () => ['/admin/clients', { headers: { authorization: `Bearer ${await s.adminToken()}` } }] },
+    ];
+    function withAuth(init: RequestInit): RequestInit {
+      return { ...init, headers: { ...(init.headers as Record<string, string>), authorization: basic(m2m.client_id, m2m.client_secret) } };
+    }
+    async function send(call: Call, extra: Record<string, string> = {}) {
+      const [path, init] = await call.request();
+      return s.fetch(path, { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), ...extra } });
+    }
+
+    it.each(calls)('$family: the interceptor adds X-Acme-Request (the request id) to the answer', async (call) => {
+      const res = await send(call, { 'x-request-id': `acme-${call.family.replace(/\W/g, '')}` });
+      expect(res.status).toBe(call.status);
+      expect(res.headers.get('x-acme-request')).toBe(`acme-${call.family.replace(/\W/g, '')}`);
+    });
+
+    it.each(calls)('$family: the guard refuses X-Acme-Block: 1 with 403 in the endpoint\'s own format', async (call) => {
+      const res = await send(call, { 'x-acme-block': '1' });
+      expect(res.status).toBe(403);
+      const text = await res.text();
+      if (call.format === 'oauth') {
+        expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(JSON.parse(text)).toEqual({ error: 'access_denied', error_description: 'this request was refused by the Acme gateway policy' });
+        expect(res.headers.get('cache-control')).toBe('no-store');
+      } else if (call.format === 'page') {
+        expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+        expect(text).toContain('</html>');
+        expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+      } else {
+        expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(JSON.parse(text)).toMatchObject({ statusCode: 403, error: 'forbidden' });
+      }
+      expect(res.headers.get('x-acme-request')).toBeNull();
+    });
+  });
 });
 
 describe('registries: two extensions claiming one name', () => {

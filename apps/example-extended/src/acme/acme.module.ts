@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { EmployeeProfile } from './employee-profile.entity';
 import { ProfilesService } from './profiles.service';
@@ -9,6 +10,8 @@ import { LoginCounter } from './login-counter';
 import { FlaggedEmployeePolicy } from './flagged-employee.policy';
 import { HrDepartmentCustomizer } from './department.customizer';
 import { ExampleAdminController } from './example.admin.controller';
+import { AcmeRequestInterceptor } from './acme-request.interceptor';
+import { AcmeBlockGuard } from './acme-block.guard';
 
 /**
  * Acme's extension of the IdP: one ordinary Nest module. Every seam is a provider found by its
@@ -27,6 +30,9 @@ import { ExampleAdminController } from './example.admin.controller';
     LoginCounter, // @OnIdpEvent('user.login')
     FlaggedEmployeePolicy, // @LoginPolicy({ name: 'acme-flagged-employees' })
     HrDepartmentCustomizer, // @TokenCustomizer({ name: 'acme-hr-department' })
+    // Global: on every route of the application, the IdP's own included.
+    { provide: APP_INTERCEPTOR, useClass: AcmeRequestInterceptor },
+    { provide: APP_GUARD, useClass: AcmeBlockGuard },
   ],
 })
 export class AcmeModule {}
