@@ -33,6 +33,7 @@ export interface IdentityOptions {
 export const IDENTITY_OPTIONS = Symbol('IDENTITY_OPTIONS');
 import { DiscoveryController } from './discovery.controller';
 import { HealthController } from './health.controller';
+import { TerminusModule } from '@nestjs/terminus';
 import { AdminBootstrap } from './admin-bootstrap';
 import { AuditModule } from './audit/audit.module';
 import { ClientsAdminController } from './admin/clients.admin.controller';
@@ -93,6 +94,7 @@ export class IdentityModule {
         AuthorizationModule,
         TokenModule,
         AuditModule,
+        TerminusModule.forRoot({ logger: false }),
       ],
       controllers: [
         DiscoveryController, HealthController,
