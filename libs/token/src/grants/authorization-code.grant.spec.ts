@@ -215,6 +215,7 @@ describe('authorization_code grant', () => {
 
     it.each([
       ['a trailing slash', `${WEB_CB}/`],
+      ['a prefix of it', WEB_CB.slice(0, -1)],
       ['an added query', `${WEB_CB}?x=1`],
       ['the host in capitals', WEB_CB.replace('web.', 'WEB.')],
       ['another registered URI of another client', SPA_CB],
