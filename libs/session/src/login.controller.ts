@@ -53,7 +53,7 @@ export class LoginController {
       return this.render(req, res, interaction.id, { username, error: GENERIC_FAILURE }, 401);
     }
     await this.events.emit('user.login', { userId: (req.user as { sub: string }).sub, clientId: interaction.client_id, ip: req.ip }, RequestContext.of(req));
-    Interactions.update(req, interaction.id, { login_at: now() });
+    Interactions.update(req, interaction.id, { login_at: now(), login_sid: (req.user as { sid: string }).sid });
     await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.
     res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);

@@ -35,7 +35,8 @@ export class LoginRequirement {
 
   /** Why the user must sign in (again), or undefined when the session will do; throws access_denied for a policy's refusal. */
   async check(user: SessionUser | undefined, check: LoginCheck, ip: string | undefined): Promise<string | undefined> {
-    const freshLogin = !!(user && check.interaction?.login_at && user.auth_time >= check.interaction.created_at);
+    // A sign-in made for this very request satisfies it (its `sid` is recorded on the interaction).
+    const freshLogin = !!(user && check.interaction?.login_sid && check.interaction.login_sid === user.sid);
     if (!user) return 'no session';
     if (!freshLogin && check.prompt.includes('login')) return 'prompt=login';
     if (!freshLogin && check.maxAge !== undefined && this.clock.nowSeconds() - user.auth_time > check.maxAge) return 'max_age exceeded';

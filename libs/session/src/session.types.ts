@@ -19,6 +19,8 @@ export interface Interaction {
   created_at: number;
   /** Set when the user logged in during this interaction (satisfies prompt=login). */
   login_at?: number;
+  /** The `sid` of the sign-in made during this interaction: the session that satisfies its prompt=login and max_age. */
+  login_sid?: string;
   /** What the consent page must show, set by the authorization step. */
   consent?: { scopes: string[]; audience?: string };
   /** The user's answer on the consent page. */
