@@ -1,6 +1,5 @@
 // The DataSource for the TypeORM CLI (`npm run migration:run`, `migration:generate`), built by the
 // same function as the server's, from the same DATABASE_URL.
-import './apps/idp/src/paths';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';

@@ -43,7 +43,8 @@ async function ready(r: Run): Promise<{ url: string }> {
 describe('the server process (npm start)', () => {
   let dir: string;
   beforeAll(() => {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT });
+    // `npm start`'s build: tsc, then tsc-alias (the @idp/<lib> aliases as relative paths in dist/).
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT });
     dir = mkdtempSync(join(tmpdir(), 'idp-proc-'));
   }, 60_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,4 +1,3 @@
-import './paths';
 import { runIdentityApp } from '@idp/identity';
 import { AppModule } from './app.module';
 
