@@ -34,7 +34,7 @@ function fakeTheClock(): void {
  * the same way (PostgreSQL's driver needs nothing: pg converts Dates itself).
  */
 function dateColumnsSurviveAFakeClock(s: TestServer): void {
-  const ds = s.app.get(DataSource);
+  const ds = s.get(DataSource);
   if (ds.options.type === 'postgres') return;
   for (const entity of ds.entityMetadatas) for (const column of entity.columns) if (column.type === Date) column.type = 'datetime';
 }
@@ -150,7 +150,7 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
    * its periodic reload (every 30 s of real time, so called here).
    */
   async function bLearns(what: string, check: (keys: KeysService) => boolean): Promise<void> {
-    const keys = b.app.get(KeysService);
+    const keys = b.get(KeysService);
     if (onPostgres) await eventually(`B sees ${what}`, () => check(keys));
     else await keys.reload();
     expect(check(keys)).toBe(true);

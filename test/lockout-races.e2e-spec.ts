@@ -119,7 +119,7 @@ describe.each(setups)('lockout under 30 parallel guesses: $name', ({ instances, 
   it('checks at most the threshold of passwords, refuses the rest with 429, and refuses the right password sent last', async () => {
     // Sign-in counters are keyed by the account and address: shared through the database or Redis.
     const targets = servers;
-    const checks = gate(targets.map((s) => s.app.get(UserStore)), 'checkPassword');
+    const checks = gate(targets.map((s) => s.get(UserStore)), 'checkPassword');
     const sessions = await Promise.all(Array.from({ length: 29 }, (_, i) => loginForm(targets[i % targets.length])));
     const last = await loginForm(targets[targets.length - 1]);
     const wrong = sessions.map(({ browser, page, form }, i) => browser.submit(page, form, { username: USER.email, password: `wrong guess ${i}` }));
@@ -145,7 +145,7 @@ describe.each(setups)('lockout under 30 parallel guesses: $name', ({ instances, 
   it('checks at most the threshold of client secrets, and refuses the right secret sent last', async () => {
     // A client exists in one database: with two databases (sharing only Redis), only A knows it.
     const targets = sharedDb ? servers : [servers[0]];
-    const lookups = gate(targets.map((s) => s.app.get(ClientsService)), 'findForAuthentication');
+    const lookups = gate(targets.map((s) => s.get(ClientsService)), 'findForAuthentication');
     const token = (s: TestServer, secret: string) => postForm(s, '/oauth/token', { grant_type: 'client_credentials', audience: API }, { authorization: basic(worker.client_id, secret) });
     const wrong = Array.from({ length: 29 }, (_, i) => token(targets[i % targets.length], `wrong secret ${i}`));
     let right: Promise<Response>;

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { getDataSourceToken } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { CryptoKey, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { Client } from '@idp/clients';
 import { closeLocalServers, serveLocal } from './support/local-http';
@@ -156,7 +155,8 @@ describe('outbound fetches (end to end)', () => {
         expect((await strict.admin('POST', '/admin/apis', { identifier: API, name: 'Outbound', scopes: [{ value: 'read:things', description: 'Read' }] })).status).toBe(201);
         const clientId = await register(strict, 'https://keys.example.com/jwks.json');
         // As if registered under IDP_OUTBOUND=local, or before this policy existed.
-        await strict.app.get<DataSource>(getDataSourceToken()).getRepository(Client).update({ client_id: clientId }, { jwks_uri: `${keys.url}/jwks.json` });
+        // By the entity's name: this server may run on modules of its own (test/support/server.ts, inRegistry).
+        await strict.get(DataSource).getRepository<Client>('Client').update({ client_id: clientId }, { jwks_uri: `${keys.url}/jwks.json` });
         const now = Math.floor(Date.now() / 1000);
         const jwt = await new SignJWT({ iss: clientId, sub: clientId, aud: strict.config.tokenEndpoint, iat: now, exp: now + 60, jti: randomUUID() })
           .setProtectedHeader({ alg: 'ES256', kid: 'k1' })

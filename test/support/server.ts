@@ -25,6 +25,8 @@ export interface TestServer {
   /** fetch() relative to the server. */
   fetch(path: string, init?: RequestInit): Promise<Response>;
   admin(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** A provider of this server, by class (the class of this server's own modules: see inRegistry). */
+  get<T>(token: abstract new (...args: never[]) => T): T;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,55 @@ export async function freshDatabase(): Promise<{ url: string; drop(): Promise<vo
   };
 }
 
+/**
+ * Where an application's code is loaded from. Passport keeps its strategies on one process-wide
+ * object (`require('passport')`), on which @nestjs/passport registers each application's `local`
+ * and session strategies by name: two applications alive in one process would share the last
+ * one's strategies, and so its database. A production process runs one application; a test file
+ * may run several at once (replicas, or servers with other settings). So the first live server
+ * of a test file runs on the test's own modules, and each server started while another is alive
+ * is created inside a module registry of its own (jest.isolateModulesAsync): its own Passport,
+ * Nest, TypeORM and libs. (It is created there, not only loaded there: packages that Nest
+ * requires while it builds the application, such as class-transformer for the ValidationPipe,
+ * come from the registry that is current at that moment.) Reach its providers with
+ * `server.get(Class)`, which finds that registry's class of the same name.
+ */
+interface Registry {
+  createIdentityApp: typeof createIdentityApp;
+  BootClock: typeof BootClock;
+  AppModule: Type<unknown>;
+  /** The registry's copies of the modules whose classes tests ask the application for (none: the test's own). */
+  exports: Record<string, unknown>[];
+}
+const ISOLATED_EXPORTS = ['@idp/core', '@idp/keys', '@idp/users', '@idp/clients', '@idp/resources', '@idp/session', '@idp/consent', '@idp/authorization', '@idp/token', '@idp/identity', 'typeorm'];
+const OWN: Registry = { createIdentityApp, BootClock, AppModule, exports: [] };
+/** Whether a server on the test's own modules is alive. */
+let ownInUse = false;
+
+/** Runs `fn` on the test's own modules when no server uses them, else inside a fresh module registry. */
+async function inRegistry<T>(fn: (registry: Registry) => Promise<T>): Promise<{ result: T; release: () => void }> {
+  if (!ownInUse) {
+    ownInUse = true;
+    try {
+      return { result: await fn(OWN), release: () => (ownInUse = false) };
+    } catch (err) {
+      ownInUse = false;
+      throw err;
+    }
+  }
+  let result: T | undefined;
+  await jest.isolateModulesAsync(async () => {
+    const exports = [];
+    for (const name of ISOLATED_EXPORTS) exports.push(await import(name));
+    exports.push(await import('../../libs/session/src/session.strategy'));
+    const identity = exports[ISOLATED_EXPORTS.indexOf('@idp/identity')] as typeof import('@idp/identity');
+    const core = exports[0] as typeof import('@idp/core');
+    const { AppModule: isolatedApp } = await import('../../apps/idp/src/app.module');
+    result = await fn({ createIdentityApp: identity.createIdentityApp, BootClock: core.BootClock, AppModule: isolatedApp, exports });
+  });
+  return { result: result!, release: () => undefined };
+}
+
 export interface StartOptions {
   /**
    * The clock the server decides by (lifetimes, lockouts, rate-limit windows, key schedules): a
@@ -74,8 +125,9 @@ export async function startServer(env: Record<string, string> = {}, rootModule: 
   const db = env.DATABASE_URL ? { url: env.DATABASE_URL, drop: async () => undefined } : await freshDatabase();
   const url = `http://127.0.0.1:${port}`;
   const logs: string[] = [];
-  const create = () => createIdentityApp(
-    rootModule,
+  let registry: Registry = OWN;
+  const create = () => registry.createIdentityApp(
+    registry !== OWN ? registry.AppModule : rootModule,
     {
       NODE_ENV: 'test', LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1', ISSUER: url, DATABASE_URL: db.url,
       IDP_SECRET_KEY: randomBytes(32).toString('base64url'), IDP_ADMIN_CLIENT_ID: ADMIN_CLIENT_ID, IDP_ADMIN_CLIENT_SECRET: ADMIN_CLIENT_SECRET,
@@ -86,8 +138,16 @@ export async function startServer(env: Record<string, string> = {}, rootModule: 
     },
     { logSink: (line) => logs.push(line) },
   );
-  const { app, config } = await (opts.clock ? BootClock.run(opts.clock, create) : create());
-  await app.listen(port, '127.0.0.1');
+  const { result: { app, config }, release } = await inRegistry(async (r) => {
+    registry = r;
+    if (r !== OWN && rootModule !== AppModule) {
+      throw new Error('startServer: only one application with a custom root module may be alive at a time (a second one would share its Passport strategies)');
+    }
+    const created = await (opts.clock ? r.BootClock.run(opts.clock, create) : create());
+    await created.app.listen(port, '127.0.0.1');
+    return created;
+  });
+  const isolated = registry !== OWN;
   const tokens = new Map<string, string>();
   const server: TestServer = {
     url, config, app, logs, databaseUrl: db.url,
@@ -115,9 +175,18 @@ export async function startServer(env: Record<string, string> = {}, rootModule: 
       const text = await res.text();
       return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
     },
+    get<T>(token: abstract new (...args: never[]) => T): T {
+      const own = isolated ? registry.exports.map((m) => m[token.name]).find((c): c is typeof token => typeof c === 'function') : token;
+      if (!own) throw new Error(`server.get: no ${token.name} in this server's modules`);
+      return app.get(own as never, { strict: false });
+    },
     async close() {
-      await app.close();
-      await db.drop();
+      try {
+        await app.close();
+        await db.drop();
+      } finally {
+        release();
+      }
     },
   };
   return server;
