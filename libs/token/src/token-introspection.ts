@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { IdpConfig, IdpEvents, RequestContext } from '@idp/core';
+import { Clock, IdpConfig, IdpEvents, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { RefreshToken } from './refresh-token.entity';
@@ -18,6 +18,7 @@ export class TokenIntrospection {
     private readonly revocation: RevocationService,
     private readonly config: IdpConfig,
     private readonly events: IdpEvents,
+    private readonly clock: Clock,
   ) {}
 
   private async refreshRow(token: string): Promise<RefreshToken | null> {
@@ -75,7 +76,7 @@ export class TokenIntrospection {
       } else {
         const row = await this.refreshRow(token);
         // A refresh token is only described to the client it was issued to.
-        if (row && row.client_id === client.client_id && !row.revoked_at && !row.used_at && row.expires_at.getTime() > Date.now()) {
+        if (row && row.client_id === client.client_id && !row.revoked_at && !row.used_at && row.expires_at.getTime() > this.clock.now()) {
           return {
             active: true, token_type: 'refresh_token', scope: row.scopes.join(' '), client_id: row.client_id, sub: row.user_id, iss: this.config.issuer,
             exp: Math.floor(row.expires_at.getTime() / 1000), iat: Math.floor(row.created_at.getTime() / 1000),
