@@ -1,7 +1,9 @@
+import { EventEmitter } from 'node:events';
 import { Client as PgClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '@idp/identity';
 import { freshDatabase, onPostgres, TEST_DATABASE_URL } from '../../../test/support/server';
+import { until } from '../../../test/support/until';
 import { KEYS_CHANNEL, KeyChangeListener, NOTIFY_KEYS_CHANGED } from './key-change-listener';
 
 /** The PostgreSQL announcement of key changes: heard in its own schema only, and again after its connection is killed. */
@@ -26,19 +28,19 @@ describeOnPostgres('KeyChangeListener', () => {
     return ds;
   }
 
-  /** Waits (bounded) for `n` calls: for the announcement to arrive, not for time to pass. */
-  async function calls(fn: jest.Mock, n: number, ms = 5_000): Promise<void> {
-    const deadline = performance.now() + ms;
-    while (fn.mock.calls.length < n) {
-      if (performance.now() > deadline) throw new Error(`${fn.mock.calls.length} calls, not ${n}, within ${ms} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+  /** A `changed` callback that says when it is called, so that a test waits for the call itself. */
+  function heard(): jest.Mock & { calls(n: number): Promise<unknown> } {
+    const calls = new EventEmitter();
+    const changed = jest.fn(() => calls.emit('call'));
+    return Object.assign(changed, {
+      calls: (n: number) => until(`changed is called ${n} times`, () => changed.mock.calls.length >= n, { wakeOn: [calls, 'call'] }),
+    });
   }
 
   it('hears a change announced for its schema, not one for another schema nor one rolled back', async () => {
     const ds = await dataSource();
     const schema = (ds.options as { schema: string }).schema;
-    const changed = jest.fn();
+    const changed = heard();
     listener = new KeyChangeListener(ds, changed);
     await listener.start();
 
@@ -51,15 +53,15 @@ describeOnPostgres('KeyChangeListener', () => {
       await m.query(`SELECT pg_notify('${KEYS_CHANNEL}', $1)`, [`${schema}_other`]);
       await m.query(NOTIFY_KEYS_CHANGED);
     });
-    await calls(changed, 1);
+    await changed.calls(1);
     expect(changed).toHaveBeenCalledTimes(1);
     await ds.query(NOTIFY_KEYS_CHANGED);
-    await calls(changed, 2);
+    await changed.calls(2);
   });
 
   it('reconnects when its connection is killed, reports what it may have missed, and hears changes again', async () => {
     const ds = await dataSource();
-    const changed = jest.fn();
+    const changed = heard();
     listener = new KeyChangeListener(ds, changed);
     await listener.start();
     const pid = listener.backendPid!;
@@ -72,9 +74,9 @@ describeOnPostgres('KeyChangeListener', () => {
     } finally {
       await admin.end();
     }
-    await calls(changed, 1); // after the reconnection (1 s later): a reload for what was missed
+    await changed.calls(1); // after the reconnection (1 s later): a reload for what was missed
     expect(listener.backendPid).not.toBe(pid);
     await ds.query(NOTIFY_KEYS_CHANGED);
-    await calls(changed, 2);
+    await changed.calls(2);
   });
 });
