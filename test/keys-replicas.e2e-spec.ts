@@ -4,42 +4,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { DataSource } from 'typeorm';
+import { ManualClock } from '@idp/core';
 import { KeysService } from '@idp/keys';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TEST_DATABASE_URL, TestServer, basic, freshDatabase, onPostgres, startServer } from './support/server';
+import { until } from './support/until';
 
 /**
  * Two instances on one database (issue 19, items 3 and 4): booting at once they make one key set,
- * and a rotation on one is published by the other before either signs with the new key. Only the
- * clock (Date) is faked, so sockets and timers run for real and both in-process servers see the
- * same time.
+ * and a rotation on one is published by the other before either signs with the new key. Both
+ * in-process servers run on one ManualClock, so they see the same time, and the test moves it past
+ * the schedule's instants instead of waiting for them.
  */
 
 /** Replicas of one IdP share its issuer (and the admin API's audience, ISSUER/admin, with it). */
 const ISSUER = 'http://idp.replicas.test';
 
-/** Fakes Date only, from the real now: sockets, timers and the event loop run for real. */
-function fakeTheClock(): void {
-  jest.useFakeTimers({
-    now: Date.now(),
-    doNotFake: ['nextTick', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout', 'queueMicrotask', 'hrtime', 'performance'],
-  });
-}
-
-/**
- * TypeORM's SQLite driver converts a column declared as `Date` only when `column.type === Date`,
- * compared with the global Date at each call: under a faked Date that is false, and Dates go to
- * better-sqlite3 unconverted ("can only bind numbers, strings…"). So on SQLite the servers' Date
- * columns are given the type TypeORM itself maps `Date` to, `datetime`, which the driver handles
- * the same way (PostgreSQL's driver needs nothing: pg converts Dates itself).
- */
-function dateColumnsSurviveAFakeClock(s: TestServer): void {
-  const ds = s.get(DataSource);
-  if (ds.options.type === 'postgres') return;
-  for (const entity of ds.entityMetadatas) for (const column of entity.columns) if (column.type === Date) column.type = 'datetime';
-}
-
-/** A new admin access token from `s` (never cached: the faked clock moves past a cached one's expiry). */
+/** A new admin access token from `s` (never cached: the clock moves past a cached one's expiry). */
 async function accessToken(s: TestServer): Promise<string> {
   const res = await fetch(`${s.url}/oauth/token`, {
     method: 'POST',
@@ -78,15 +58,6 @@ async function storedKeys(databaseUrl: string): Promise<{ status: string; schedu
   }
 }
 
-/** Waits (bounded) until `check` holds: for a change another instance announces, not for time to pass. */
-async function eventually(what: string, check: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 const describeOnPostgres = onPostgres ? describe : describe.skip;
 if (!onPostgres) {
   console.warn('keys-replicas.e2e-spec: "two instances booting at once" needs PostgreSQL (TEST_DATABASE_URL=postgres://…): skipped on SQLite');
@@ -122,6 +93,7 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
   let a: TestServer;
   let b: TestServer;
   let drop: () => Promise<void>;
+  const clock = new ManualClock();
 
   beforeAll(async () => {
     let databaseUrl: string;
@@ -135,12 +107,10 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
       drop = async () => rmSync(dir, { recursive: true, force: true });
     }
     const env = { ISSUER, DATABASE_URL: databaseUrl, IDP_SECRET_KEY: randomBytes(32).toString('base64url') };
-    a = await startServer(env);
-    b = await startServer(env);
-    for (const s of [a, b]) dateColumnsSurviveAFakeClock(s);
+    a = await startServer(env, undefined, { clock });
+    b = await startServer(env, undefined, { clock });
   });
   afterAll(async () => {
-    jest.useRealTimers();
     await Promise.all([a?.close(), b?.close()]);
     await drop?.();
   });
@@ -151,13 +121,13 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
    */
   async function bLearns(what: string, check: (keys: KeysService) => boolean): Promise<void> {
     const keys = b.get(KeysService);
-    if (onPostgres) await eventually(`B sees ${what}`, () => check(keys));
+    // A change another instance announces (NOTIFY, then B's reload), not time passing.
+    if (onPostgres) await until(`B sees ${what}`, () => check(keys));
     else await keys.reload();
     expect(check(keys)).toBe(true);
   }
 
   it('publishes the next key on B before A signs with it, switches both at activates_at, and unpublishes the previous key after publish_until', async () => {
-    fakeTheClock();
     const first = await accessToken(a);
     const oldKid = kidOf(first);
     expect(kidOf(await accessToken(b))).toBe(oldKid);
@@ -168,7 +138,7 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
     const activatesAt = new Date(rotated.body.activates_at).getTime();
     // The next key was created at boot, just now: it signs once it has been published for the lead.
     expect(rotated.body).toMatchObject({ status: 'next', alg: 'RS256' });
-    expect(activatesAt).toBeGreaterThan(Date.now());
+    expect(activatesAt).toBeGreaterThan(clock.now());
     expect(activatesAt).toBe(new Date(rotated.body.created_at).getTime() + 120_000);
 
     // At once: A still signs with the old key, and B already publishes the one that signs next.
@@ -180,7 +150,7 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
     await bLearns('the schedule', (keys) => keys.list().some((k) => k.kid === newKid && k.activates_at === rotated.body.activates_at));
 
     // Past the activation, with no write and no reload: both sign with the new key.
-    jest.setSystemTime(activatesAt + 1_000);
+    clock.set(activatesAt + 1_000);
     const afterActivation = await accessToken(a);
     expect(kidOf(afterActivation)).toBe(newKid);
     await verifiesAgainst(afterActivation, b);
@@ -196,10 +166,10 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
     expect(listed.filter((k) => k.status === 'next')).toHaveLength(1);
     expect(listed.filter((k) => k.status === 'current')).toHaveLength(1);
 
-    jest.setSystemTime(publishUntil - 1_000);
+    clock.set(publishUntil - 1_000);
     expect(await kids(a)).toContain(oldKid);
     expect(await kids(b)).toContain(oldKid);
-    jest.setSystemTime(publishUntil + 1_000);
+    clock.set(publishUntil + 1_000);
     expect(await kids(a)).not.toContain(oldKid);
     expect(await kids(b)).not.toContain(oldKid);
 
@@ -210,7 +180,7 @@ describe(`a rotation on one of two instances on one database (${onPostgres ? 'Po
     const again = await a.admin('POST', '/admin/keys/rotate', {}, await accessToken(a));
     expect(again.status).toBe(201);
     expect(again.body).toMatchObject({ kid: nextKid, status: 'current' });
-    expect(new Date(again.body.activates_at).getTime()).toBeLessThanOrEqual(Date.now());
+    expect(new Date(again.body.activates_at).getTime()).toBeLessThanOrEqual(clock.now());
     const immediate = await accessToken(a);
     expect(kidOf(immediate)).toBe(nextKid);
     await verifiesAgainst(immediate, b);
