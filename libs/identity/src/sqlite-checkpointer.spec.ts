@@ -1,9 +1,11 @@
 import { Logger } from '@nestjs/common';
+import { EventEmitter } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '@idp/core';
+import { until } from '../../../test/support/until';
 import { dataSourceOptions } from './database';
 import { SqliteCheckpointer } from './sqlite-checkpointer';
 
@@ -11,10 +13,12 @@ import { SqliteCheckpointer } from './sqlite-checkpointer';
 describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () => {
   let dir: string;
   const open: Array<{ ds: DataSource; cp: SqliteCheckpointer }> = [];
+  /** The checkpointer's debug lines: one for each round of the worker that found new WAL pages. */
+  const rounds = new EventEmitter();
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'idp-ckpt-'));
-    jest.spyOn(Logger.prototype, 'debug').mockImplementation(() => undefined);
+    jest.spyOn(Logger.prototype, 'debug').mockImplementation((line) => void rounds.emit('round', line));
   });
   afterEach(async () => {
     for (const { ds, cp } of open.splice(0)) {
@@ -43,15 +47,6 @@ describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () =>
     }
   }
 
-  async function until(what: () => boolean, ms = 5000) {
-    const end = Date.now() + ms;
-    while (!what()) {
-      if (Date.now() > end) return false;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return true;
-  }
-
   it('copies the WAL into the database file from the worker, while SQLite itself would wait for 16,000 pages', async () => {
     const { ds, cp, file } = await start('background');
     expect(cp.running).toBe(true);
@@ -60,7 +55,7 @@ describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () =>
     await write(ds);
     // ~4 MB of rows: in the WAL first; only a checkpoint puts them into the database file, and the
     // event loop's own would not run before 16,000 pages.
-    expect(await until(() => statSync(file).size > before + 3_000_000)).toBe(true);
+    await until('the rows are in the database file', () => statSync(file).size > before + 3_000_000);
     expect(await ds.query('SELECT count(*) AS n FROM scratch')).toEqual([{ n: 1000 }]);
   });
 
@@ -71,14 +66,14 @@ describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () =>
     const sequence = () => readFileSync(`${file}-wal`).readUInt32BE(12);
     await write(ds);
     const before = sequence();
-    expect(await until(() => statSync(file).size > 3_000_000)).toBe(true);
-    let restarted = false;
-    for (let i = 0; i < 20 && !restarted; i++) {
-      await until(() => false, 300);
+    await until('the rows are in the database file', () => statSync(file).size > 3_000_000);
+    // A commit after a round that copied the whole WAL starts it over. Each commit here adds pages
+    // that the worker's next round reports (a debug line): so commit, and if the WAL went on, wait
+    // for that round and commit again.
+    await until('a commit starts the WAL over', async () => {
       await ds.query('INSERT INTO scratch (data) VALUES (randomblob(10))');
-      restarted = sequence() > before;
-    }
-    expect(restarted).toBe(true);
+      return sequence() > before;
+    }, { wakeOn: [rounds, 'round'] });
   });
 
   it('stops its worker before the database closes, so that the last close removes the WAL as usual', async () => {
@@ -105,11 +100,11 @@ describe('SqliteCheckpointer (SQLite WAL checkpoints on a worker thread)', () =>
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     const { ds, cp } = await start('background');
     await (cp as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-    expect(await until(() => !cp.running)).toBe(true);
-    expect(await until(() => warn.mock.calls.length > 0)).toBe(true);
+    await until('the checkpointer sees its worker gone', () => !cp.running);
+    expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0][0])).toMatch(/checkpoint worker stopped .*every 4000 WAL pages/);
-    await until(() => false, 100);
-    expect(await ds.query('PRAGMA wal_autocheckpoint')).toEqual([{ wal_autocheckpoint: 4000 }]);
+    // The PRAGMA it then sends, on the DataSource's connection.
+    await until('SQLite checkpoints every 4000 pages again', async () => (await ds.query('PRAGMA wal_autocheckpoint'))[0].wal_autocheckpoint === 4000);
   });
 
   it('starts without it, checkpointing as SQLite does, when the worker cannot open the database', async () => {
