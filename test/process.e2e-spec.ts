@@ -1,10 +1,12 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Browser, signIn } from './support/browser';
 import { basic, freePort } from './support/server';
+import { until } from './support/until';
 
 const ROOT = join(__dirname, '..');
 const MAIN = join(ROOT, 'dist/apps/idp/src/main.js');
@@ -14,30 +16,39 @@ interface Run {
   stdout: string[];
   stderr: string;
   exited: Promise<number | null>;
+  /** Emits 'change' for each whole line on stdout, and when the process exits. */
+  events: EventEmitter;
 }
 
 function run(env: Record<string, string>, nodeArgs: string[] = []): Run {
   const proc = spawn(process.execPath, [...nodeArgs, MAIN], { cwd: ROOT, env: { PATH: process.env.PATH!, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const r: Run = { proc, stdout: [], stderr: '', exited: new Promise((res) => proc.on('exit', (code) => res(code))) };
+  const events = new EventEmitter();
+  const r: Run = { proc, stdout: [], stderr: '', exited: new Promise((res) => proc.on('exit', (code) => res(code))), events };
+  proc.on('exit', () => events.emit('change'));
   let buf = '';
   proc.stdout!.on('data', (d) => {
     buf += d;
     const lines = buf.split('\n');
     buf = lines.pop()!;
     r.stdout.push(...lines);
+    if (lines.length) events.emit('change');
   });
   proc.stderr!.on('data', (d) => (r.stderr += d));
   return r;
 }
 
+/** The first line on stdout from `from` on that `matches`, once the process has printed it. */
+function line(r: Run, what: string, matches: (l: string) => boolean, from = 0): Promise<string> {
+  return until(what, () => {
+    const found = r.stdout.slice(from).find(matches);
+    if (found) return found;
+    if (r.proc.exitCode !== null) throw new Error(`exited with ${r.proc.exitCode} before ${what}: ${r.stderr}`);
+    return undefined;
+  }, { wakeOn: [r.events, 'change'], timeoutMs: 20_000 });
+}
+
 async function ready(r: Run): Promise<{ url: string }> {
-  for (let i = 0; i < 200; i++) {
-    const line = r.stdout.find((l) => l.includes('"ready: listening'));
-    if (line) return JSON.parse(line);
-    if (r.proc.exitCode !== null) throw new Error(`exited: ${r.stderr}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  throw new Error('no ready line');
+  return JSON.parse(await line(r, 'the ready line', (l) => l.includes('"ready: listening')));
 }
 
 describe('the server process (npm start)', () => {
@@ -141,12 +152,7 @@ describe('the server process (npm start)', () => {
     const probe = async (): Promise<number> => {
       const before = r.stdout.length;
       r.proc.kill('SIGUSR2');
-      for (let i = 0; i < 100; i++) {
-        const line = r.stdout.slice(before).find((l) => l.includes('"probe":"async-hooks"'));
-        if (line) return JSON.parse(line).execution_async_id;
-        await new Promise((res) => setTimeout(res, 20));
-      }
-      throw new Error('no probe line');
+      return JSON.parse(await line(r, 'the probe\'s line', (l) => l.includes('"probe":"async-hooks"'), before)).execution_async_id;
     };
     expect(await probe()).toBe(0); // after the boot
 
