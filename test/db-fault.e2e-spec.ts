@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { AddressInfo, Server, Socket, connect, createServer } from 'node:net';
 import { Client as PgClient } from 'pg';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { Browser, signIn } from './support/browser';
 import { TEST_DATABASE_URL, TestServer, basic, freshDatabase, onPostgres, startServer } from './support/server';
+import { until } from './support/until';
 
 /**
  * The database goes away under load, and comes back (PostgreSQL only).
@@ -14,6 +16,12 @@ import { TEST_DATABASE_URL, TestServer, basic, freshDatabase, onPostgres, startS
  * connection and closes new ones at once (PostgreSQL restarting). While it is cut, every request
  * answers 200 or 503 in the endpoint's own format within 15 s; once restored, the server recovers by
  * itself; afterwards every issued token verifies and no write is left half done.
+ *
+ * The load is open-loop (requests keep coming at their pace, whatever became of the ones before),
+ * and the scenario moves on at what it observes, never after a fixed time: the cut comes once every
+ * kind of request has been served, right after a burst of redemptions is sent; it lasts until
+ * readiness is down and every kind that needs the database has answered 503 (in a black hole, only
+ * after the pool's connection timeout); the load stops once every kind has been served again.
  */
 
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -98,6 +106,9 @@ class DbProxy {
 }
 
 type Kind = 'client_credentials' | 'authorization_code' | 'admin_read' | 'admin_write';
+const KINDS: Kind[] = ['client_credentials', 'authorization_code', 'admin_read', 'admin_write'];
+/** The kinds that cannot be answered without the database (a client_credentials token can be, from the caches). */
+const NEED_THE_DATABASE: Kind[] = ['authorization_code', 'admin_read', 'admin_write'];
 interface Outcome {
   kind: Kind;
   /** ms since the cycle started. */
@@ -110,7 +121,15 @@ interface Outcome {
   ref?: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * The open-loop load's pace: the time between two requests of one kind, whatever became of the ones
+ * before. It is the scenario (requests keep arriving through the outage), not a wait for something.
+ */
+const pace = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Codes redeemed before and during the cut, then once recovered: one every REDEEM_EVERY_MS. */
+const REDEEM_EVERY_MS = 150;
+/** The burst redeemed as the cut comes: one every BURST_EVERY_MS, so that the cut finds them at every step. */
+const BURST_EVERY_MS = 3;
 const sha256 = (v: string) => createHash('sha256').update(v).digest('base64url');
 const form = { 'content-type': 'application/x-www-form-urlencoded' };
 
@@ -216,16 +235,6 @@ suite('database outage under load (PostgreSQL behind a controllable TCP proxy)',
       body: JSON.stringify({ client_name: name, grant_types: ['client_credentials'] }),
     }, name);
 
-  /** Polls until `ok` holds; returns the ms it took. */
-  async function waitFor(what: string, ok: () => Promise<boolean>, withinMs: number): Promise<number> {
-    const t = Date.now();
-    while (Date.now() - t < withinMs) {
-      if (await ok()) return Date.now() - t;
-      await sleep(100);
-    }
-    throw new Error(`${what}: not within ${withinMs} ms`);
-  }
-
   const status = async (path: string) => (await fetch(`${s.url}${path}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).status;
 
   /** A token-endpoint 503: RFC 6749 §5.2 JSON, temporarily_unavailable, Retry-After, no-store. */
@@ -249,13 +258,12 @@ suite('database outage under load (PostgreSQL behind a controllable TCP proxy)',
     return by;
   };
 
-  it.each<[CutMode, number]>([
-    ['blackhole', 6000],
-    ['refuse', 3000],
-  ])('keeps answering 200 or 503 while the database is cut (%s), recovers by itself, and leaves nothing half written', async (mode, cutMs) => {
-    // 36 codes issued before the cut, redeemed one by one before, during and after it.
+  it.each<[CutMode]>([['blackhole'], ['refuse']])('keeps answering 200 or 503 while the database is cut (%s), recovers by itself, and leaves nothing half written', async (mode) => {
+    // 24 codes issued before the cut, redeemed one by one before and during it, and 12 redeemed once recovered.
     const codes: string[] = [];
-    for (let i = 0; i < 36; i++) codes.push(await issueCode(`${mode}-${i}`));
+    for (let i = 0; i < 24; i++) codes.push(await issueCode(`${mode}-${i}`));
+    const afterCodes: string[] = [];
+    for (let i = 0; i < 12; i++) afterCodes.push(await issueCode(`${mode}-after-${i}`));
     // And a burst redeemed just as the cut comes, to catch redemptions half way through.
     const burst: string[] = [];
     for (let i = 0; i < 12; i++) burst.push(await issueCode(`${mode}-burst-${i}`));
@@ -264,61 +272,82 @@ suite('database outage under load (PostgreSQL behind a controllable TCP proxy)',
     ))[0];
 
     const outcomes: Promise<Outcome>[] = [];
+    /** The outcomes answered so far, in order; `answers` emits 'answer' at each. */
+    const answered: Outcome[] = [];
+    const answers = new EventEmitter();
+    const track = (p: Promise<Outcome>) => {
+      outcomes.push(p);
+      void p.then((o) => {
+        answered.push(o);
+        answers.emit('answer');
+      });
+    };
+    const okStatus = (o: Outcome) => (o.kind === 'admin_write' ? 201 : 200);
+    /** Waits until every kind of `kinds` has an answer that `ok` accepts, woken at each answer. */
+    const untilEvery = (what: string, kinds: Kind[], ok: (o: Outcome) => boolean, timeoutMs?: number) =>
+      until(what, () => kinds.every((k) => answered.some((o) => o.kind === k && ok(o))), { wakeOn: [answers, 'answer'], timeoutMs });
+
     let firing = true;
     const t0 = Date.now();
-    // Open-loop load: requests are fired on a schedule, whether or not earlier ones have answered.
+    // Open-loop load: requests are fired at their pace, whether or not earlier ones have answered.
     const fire = async (everyMs: number, make: (i: number) => Promise<Outcome> | undefined, untilDone = false) => {
       for (let i = 0; firing || untilDone; i++) {
         const p = make(i);
         if (!p) break;
-        outcomes.push(p);
-        await sleep(everyMs);
+        track(p);
+        await pace(everyMs);
       }
     };
     const names: string[] = [];
-    const loops = Promise.all([
+    const loops: Promise<void>[] = [
       // ~20 token requests a second. While the pool waits for connections that never come, they
       // queue; after the restore that backlog drains first, so the load is kept moderate.
       fire(100, () => clientCredentials(t0)),
       fire(100, () => clientCredentials(t0)),
-      // Every code is redeemed once, spread over before, during and after the cut.
-      fire(Math.floor((cutMs + 2000) / codes.length), (i) => (i < codes.length ? redeem(t0, codes[i]) : undefined), true),
+      // Every code is redeemed once, spread over before and during the cut (and after it, in refuse mode's short one).
+      fire(REDEEM_EVERY_MS, (i) => (i < codes.length ? redeem(t0, codes[i]) : undefined), true),
       fire(250, () => adminRead(t0)),
       fire(400, (i) => {
         const name = `fault-${mode}-${i}-${randomBytes(3).toString('hex')}`;
         names.push(name);
         return adminWrite(t0, name);
       }),
-    ]);
+    ];
 
-    await sleep(1000);
+    await untilEvery('every kind of request served before the cut', KINDS, (o) => o.status === okStatus(o));
+    // The burst, at its pace and then the cut at once: redemptions at every step of their transaction.
     for (const code of burst) {
-      outcomes.push(redeem(t0, code));
-      await sleep(3);
+      track(redeem(t0, code));
+      await pace(BURST_EVERY_MS);
     }
     const cutAt = Date.now() - t0;
     proxy.cut(mode);
 
     // While cut: readiness fails (within its own 2 s budget), liveness does not.
-    const readyDown = await waitFor('GET /health/ready answers 503', async () => (await status('/health/ready')) === 503, 4000);
+    await until('GET /health/ready answers 503', async () => (await status('/health/ready')) === 503, { timeoutMs: 4000 });
+    const readyDown = Date.now() - t0 - cutAt;
     expect(await status('/health/live')).toBe(200);
-    await sleep(Math.max(0, cutMs - (Date.now() - t0 - cutAt)));
+    // The cut lasts until every kind that needs the database has answered 503 (a black hole's only
+    // once the pool's 5 s connection timeout has passed).
+    await untilEvery('every kind that needs the database answered 503 during the cut', NEED_THE_DATABASE, (o) => o.status === 503 && o.start >= cutAt, REQUEST_TIMEOUT_MS);
     expect(await status('/health/ready')).toBe(503);
 
     const restoredAt = Date.now() - t0;
     proxy.restore();
     // The first answers wait for the backlog queued in the pool during the cut (a few seconds at most).
-    const recoveryMs = await waitFor('a client_credentials token after the restore', async () => (await clientCredentials(t0)).status === 200, RECOVERY_MS);
+    await until('a client_credentials token after the restore', async () => (await clientCredentials(t0)).status === 200, { timeoutMs: RECOVERY_MS });
+    const recoveryMs = Date.now() - t0 - restoredAt;
     expect(await status('/health/ready')).toBe(200);
     const recoveredAt = Date.now() - t0;
-    await sleep(1500);
+    // Once recovered, the load goes on (and the last codes are redeemed) until every kind has been served again.
+    loops.push(fire(REDEEM_EVERY_MS, (i) => (i < afterCodes.length ? redeem(t0, afterCodes[i]) : undefined), true));
+    await untilEvery('every kind of request served after the recovery', KINDS, (o) => o.status === okStatus(o) && o.start >= recoveredAt);
     firing = false;
-    await loops;
+    await Promise.all(loops);
     const all = await Promise.all(outcomes);
     const elapsed = Date.now() - t0;
 
     // 1. Every answer is 200/201 or 503, and in time.
-    const okStatus = (o: Outcome) => (o.kind === 'admin_write' ? 201 : 200);
     const unexpected = all.filter((o) => o.status !== okStatus(o) && o.status !== 503);
     expect(unexpected.map(({ kind, status, body, start, ms }) => ({ kind, status, body, start, ms }))).toEqual([]);
     expect(Math.max(...all.map((o) => o.ms))).toBeLessThan(REQUEST_TIMEOUT_MS);
@@ -345,7 +374,7 @@ suite('database outage under load (PostgreSQL behind a controllable TCP proxy)',
 
     // 3b. Codes: redeemed at most once; a 200 means the code is used and bound to that access token;
     // a code is either fully redeemed (used_at and access_jti) or untouched (neither).
-    const everyCode = [...codes, ...burst];
+    const everyCode = [...codes, ...afterCodes, ...burst];
     const rows = await sql<{ code_hash: string; used_at: Date | null; access_jti: string | null }>(
       `SELECT code_hash, used_at, access_jti FROM $schema.authorization_codes WHERE code_hash = ANY($1)`, [everyCode.map(sha256)],
     );
@@ -416,7 +445,7 @@ suite('database outage under load (PostgreSQL behind a controllable TCP proxy)',
     } finally {
       proxy.restore();
     }
-    await waitFor('/health/ready after the restore', async () => (await status('/health/ready')) === 200, 5000);
+    await until('/health/ready after the restore', async () => (await status('/health/ready')) === 200);
     const page = await browser.go(authorizeUrl('html-after'));
     expect(new URL(page.url).searchParams.get('code')).toEqual(expect.any(String));
   });
