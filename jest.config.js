@@ -14,7 +14,7 @@ module.exports = {
   roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   transform: { '^.+\\.(t|j|mj)s$': swc },
-  transformIgnorePatterns: ['/node_modules/(?!(jose|openid-client|oauth4webapi)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(jose|openid-client|oauth4webapi|content-disposition|@fastify/static/node_modules/content-disposition)/)'],
   moduleNameMapper: Object.fromEntries(libs.map((l) => [`^@idp/${l}$`, `<rootDir>/libs/${l}/src`])),
   testTimeout: 30000,
 };

@@ -76,15 +76,19 @@ describe('the protocol endpoints', () => {
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
   });
 
-  it('reads a chunked body, a gzip body and a Latin-1 one (body-parser)', async () => {
+  it('reads a chunked body, a gzip body and a US-ASCII one, and refuses another charset', async () => {
     const chunked = await raw('/oauth/token', { 'content-type': FORM, authorization: auth(), 'transfer-encoding': 'chunked' }, [Buffer.from(body().slice(0, 10)), Buffer.from(body().slice(10))]);
     expect(chunked.status).toBe(200);
     expect(chunked.body.token_type).toBe('Bearer');
     const gz = gzipSync(body());
     const gzipped = await raw('/oauth/token', { 'content-type': FORM, authorization: auth(), 'content-encoding': 'gzip', 'content-length': gz.length }, [gz]);
     expect(gzipped.status).toBe(200);
+    const ascii = await raw('/oauth/token', { 'content-type': `${FORM}; charset=US-ASCII`, authorization: auth(), 'content-length': body().length }, [Buffer.from(body())]);
+    expect(ascii.status).toBe(200);
+    // Anything but UTF-8 (and its subset US-ASCII) is refused rather than misread.
     const latin1 = await raw('/oauth/token', { 'content-type': `${FORM}; charset=iso-8859-1`, authorization: auth(), 'content-length': body().length }, [Buffer.from(body())]);
-    expect(latin1.status).toBe(200);
+    expect(latin1.status).toBe(400);
+    expect(latin1.body).toMatchObject({ error: 'invalid_request' });
   });
 
   it('answers a body over 64 kB with 413 in the token endpoint format, and an empty one with invalid_request', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Client as PgClient } from 'pg';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { BootClock, type Clock, type IdpConfig } from '@idp/core';
 import type { DynamicModule, Type } from '@nestjs/common';
 import { createIdentityApp } from '@idp/identity';
@@ -17,7 +17,7 @@ export const ADMIN_CLIENT_SECRET = 'test-admin-secret-0123456789abcdefghijklmnop
 export interface TestServer {
   url: string;
   config: IdpConfig;
-  app: NestExpressApplication;
+  app: NestFastifyApplication;
   /** Every log line the server wrote. */
   logs: string[];
   databaseUrl: string;

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { LessThan, Repository } from 'typeorm';
 import { After, Clock, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
 import { Consent, ConsentService } from '@idp/consent';

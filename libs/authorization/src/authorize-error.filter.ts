@@ -1,5 +1,5 @@
 import { ArgumentsHost, Catch } from '@nestjs/common';
-import type { Response } from 'express';
+import type { FastifyReply as Response } from 'fastify';
 import { IdpConfig, OAuthError, PageErrorFilter, PageRedirect, toOAuthError } from '@idp/core';
 import { Interactions } from '@idp/session';
 import type { AuthorizeHttpRequest } from './authorize-request';
@@ -21,7 +21,7 @@ export class AuthorizeErrorFilter extends PageErrorFilter {
     const req = host.switchToHttp().getRequest<AuthorizeHttpRequest>();
     const res = host.switchToHttp().getResponse<Response>();
     const target = req.authorizeTarget;
-    if (exception instanceof PageRedirect || !target || res.headersSent) return super.catch(exception, host);
+    if (exception instanceof PageRedirect || !target || res.sent) return super.catch(exception, host);
     const err = exception instanceof OAuthError ? exception : toOAuthError(exception);
     if (!err.redirectable) return super.catch(exception, host);
     if (err.status >= 500) this.logger.error(`authorize failed: ${err.hint ?? (exception as Error)?.message}`);

@@ -1,5 +1,5 @@
 import { CanActivate, ExecutionContext, Injectable, createParamDecorator } from '@nestjs/common';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { OAuthError, invalidRequest, invalidScope } from '@idp/core';
 import { Client, ClientsService, SCOPE_TOKEN } from '@idp/clients';
 import { KeysService } from '@idp/keys';
@@ -179,12 +179,12 @@ export class AuthorizeRequestGuard implements CanActivate {
     const req = ctx.switchToHttp().getRequest<AuthorizeHttpRequest>();
     let interaction: Interaction | undefined;
     let source: Record<string, unknown>;
-    if (req.path.endsWith('/resume')) {
-      interaction = Interactions.get(req, req.query.interaction);
+    if (req.url.split('?', 1)[0].toLowerCase().replace(/\/+$/, '').endsWith('/resume')) {
+      interaction = Interactions.get(req, (req.query as Record<string, unknown>).interaction);
       if (!interaction) throw pageError('This sign-in request has expired. Go back to the application and try again.');
       source = interaction.params;
     } else if (req.method === 'POST') {
-      if (!req.is('application/x-www-form-urlencoded')) throw pageError('The authorization request must be sent as a form.');
+      if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(String(req.headers['content-type'] ?? ''))) throw pageError('The authorization request must be sent as a form.');
       source = (req.body ?? {}) as Record<string, unknown>;
     } else {
       source = req.query as Record<string, unknown>;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 import { setPageHeaders, type OAuthError } from '@idp/core';
 
 /** How the authorization response travels (OAuth 2.0 Multiple Response Type Encoding Practices, Form Post Response Mode). */
@@ -16,23 +16,17 @@ export interface ResponseTarget {
  * An authorization response (RFC 6749 §4.1.2 / §4.1.2.1), always with `iss` (RFC 9207) and the
  * client's `state`. With response_mode=query, in the query of the redirect URI: 303 after a POST,
  * 302 after a GET, the Location header and no body. With response_mode=form_post, a page whose
- * form posts the parameters to the redirect URI. Written on the bare response (an Express one is
- * one too), so the lean /authorize path and the controller give the same answer.
+ * form posts the parameters to the redirect URI.
  */
-export function sendAuthorizationResponse(res: ServerResponse, method: string, target: ResponseTarget, params: Record<string, string | undefined>): void {
-  if (target.responseMode === 'form_post') return sendFormPost(res, target.redirectUri, params);
+export function sendAuthorizationResponse(reply: FastifyReply, method: string, target: ResponseTarget, params: Record<string, string | undefined>): void {
+  if (target.responseMode === 'form_post') return sendFormPost(reply, target.redirectUri, params);
   const url = new URL(target.redirectUri);
   for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.append(k, v);
-  res.statusCode = method === 'POST' ? 303 : 302;
-  res.setHeader('Location', url.toString());
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('Referrer-Policy', 'no-referrer');
-  res.setHeader('Content-Length', '0');
-  res.end();
+  void reply.header('Cache-Control', 'no-store').redirect(url.toString(), method === 'POST' ? 303 : 302);
 }
 
 /** An error response (RFC 6749 §4.1.2.1) to a verified redirect URI: `error`, `error_description`, `state`, `iss`. */
-export function sendAuthorizationError(res: ServerResponse, method: string, target: ResponseTarget, state: string | undefined, err: OAuthError, issuer: string): void {
+export function sendAuthorizationError(res: FastifyReply, method: string, target: ResponseTarget, state: string | undefined, err: OAuthError, issuer: string): void {
   sendAuthorizationResponse(res, method, target, { error: err.code, error_description: err.description, state, iss: issuer });
 }
 
@@ -54,7 +48,7 @@ const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
  * theme's template: its script must stay the one the CSP hash names, and nothing the request
  * carried may become markup.
  */
-function sendFormPost(res: ServerResponse, redirectUri: string, params: Record<string, string | undefined>): void {
+function sendFormPost(reply: FastifyReply, redirectUri: string, params: Record<string, string | undefined>): void {
   const fields = Object.entries(params)
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([name, value]) => `    <input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`)
@@ -81,9 +75,6 @@ ${fields}
 </body>
 </html>
 `;
-  setPageHeaders(res, [AUTO_SUBMIT_HASH]);
-  res.statusCode = 200;
-  res.setHeader('Content-Type', 'text/html; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(html));
-  res.end(html);
+  setPageHeaders(reply, [AUTO_SUBMIT_HASH]);
+  void reply.status(200).type('text/html; charset=utf-8').send(html);
 }

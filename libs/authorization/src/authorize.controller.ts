@@ -1,7 +1,7 @@
 import { Controller, Get, Post, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
-import { IdpConfig, saveSession } from '@idp/core';
+import type { FastifyReply as Response, FastifyRequest as Request } from 'fastify';
+import { IdpConfig } from '@idp/core';
 import { SessionGuard, currentSessionUser } from '@idp/session';
 import { AuthorizeRequest, AuthorizeRequestGuard, CurrentAuthorizeRequest } from './authorize-request';
 import { AuthorizeErrorFilter } from './authorize-error.filter';
@@ -36,7 +36,6 @@ export class AuthorizeController {
 
   private async authorize(ar: AuthorizeRequest, req: Request, res: Response): Promise<void> {
     const { code } = await this.authorization.decide(req, ar, currentSessionUser(req)!);
-    if (ar.interaction) await saveSession(req);
     sendAuthorizationResponse(res, req.method, ar, { code, state: ar.state, iss: this.config.issuer });
   }
 }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
-import { IdpEvents, PageErrorFilter, renderPage, saveSession, RequestContext } from '@idp/core';
+import type { FastifyReply as Response, FastifyRequest as Request } from 'fastify';
+import { IdpEvents, PageErrorFilter, renderPage, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { CsrfGuard, Interactions, csrfToken, currentSessionUser } from '@idp/session';
@@ -56,8 +56,7 @@ export class ConsentController {
       await this.events.emit('consent.denied', { userId: user.sub, clientId: client.client_id }, RequestContext.of(req));
     }
     Interactions.update(req, interaction.id, { decision });
-    await saveSession(req);
-    res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);
+    res.redirect(`/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`, 303);
   }
 
   private pending(req: Request, id: unknown): Interaction | undefined {

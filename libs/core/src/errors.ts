@@ -10,13 +10,29 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|database is locked/i.test(e.message ?? '');
 }
 
+/**
+ * Headers an exception carries for its answer (Retry-After on a 429, a challenge): an OAuthError's
+ * `headers`, or an HttpException whose response names them (`{ headers: { … } }`).
+ */
+export function exceptionHeaders(exception: unknown): Record<string, string> {
+  const own = (exception as { headers?: unknown })?.headers;
+  if (own && typeof own === 'object') return own as Record<string, string>;
+  if (exception instanceof HttpException) {
+    const body = exception.getResponse() as { headers?: unknown };
+    if (body && typeof body === 'object' && body.headers && typeof body.headers === 'object') return body.headers as Record<string, string>;
+  }
+  return {};
+}
+
 /** Maps any thrown value to an OAuthError: protocol errors pass, framework 4xx become invalid_request. */
 export function toOAuthError(err: unknown): OAuthError {
   if (err instanceof OAuthError) return err;
   if (err instanceof HttpException) {
     const status = err.getStatus();
     if (status === 413) return new OAuthError('invalid_request', 'the request body is too large', 413);
-    if (status === 429) return new OAuthError('slow_down', 'too many requests', 429, false);
+    // RFC 6749 §3.2: the token endpoint takes a form; any other body is invalid_request, 400.
+    if (status === 415) return invalidRequest('the request body must be application/x-www-form-urlencoded in UTF-8');
+    if (status === 429) return new OAuthError('slow_down', 'rate limit exceeded; retry later', 429, false);
     // A framework message may echo a parameter name: keep it to the characters RFC 6749 §5.2 allows.
     const description = httpMessage(err).replace(/[^\x20\x21\x23-\x5B\x5D-\x7E]/g, '?');
     // A guard's refusal (an extension's own, say) keeps its 403; a missing route its 404.

@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, LoggerService } from '@nestjs/common';
-import type { Response } from 'express';
-import { httpMessage, isDatabaseUnavailable, toOAuthError } from './errors';
+import type { FastifyReply } from 'fastify';
+import { exceptionHeaders, httpMessage, isDatabaseUnavailable, toOAuthError } from './errors';
 
 /**
  * A protocol error as RFC 6749 §5.2 JSON: `error`, `error_description`, `Cache-Control: no-store`,
@@ -11,7 +11,7 @@ export function protocolErrorResponse(exception: unknown, log: Pick<LoggerServic
   const err = toOAuthError(exception);
   if (err.status >= 500) log.error(`${err.code}: ${err.hint ?? ''}`, 'TokenErrorFilter');
   else if (err.hint) log.debug?.(`${err.code}: ${err.hint}`, 'TokenErrorFilter');
-  const headers: Record<string, string> = { 'Cache-Control': 'no-store', Pragma: 'no-cache', ...err.headers };
+  const headers: Record<string, string> = { 'Cache-Control': 'no-store', Pragma: 'no-cache', ...exceptionHeaders(exception), ...err.headers };
   if (err.status === 503) headers['Retry-After'] = '5';
   return { status: err.status, headers, body: { error: err.code, error_description: err.description } };
 }
@@ -26,12 +26,10 @@ export class TokenErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('TokenErrorFilter');
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const res = host.switchToHttp().getResponse<Response>();
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
     const { status, headers, body } = protocolErrorResponse(exception, { error: (m: unknown) => this.logger.error(m), debug: (m: unknown) => this.logger.debug(m) });
-    if (res.headersSent) return;
-    res.status(status);
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-    res.json(body);
+    if (reply.sent) return;
+    void reply.status(status).headers(headers).type('application/json; charset=utf-8').send(body);
   }
 }
 
@@ -45,16 +43,15 @@ export class ApiErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('ApiErrorFilter');
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const res = host.switchToHttp().getResponse<Response>();
-    if (res.headersSent) return;
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    if (reply.sent) return;
     const body = errorBody(exception);
     if (body.statusCode >= 500 && body.statusCode !== 503) {
       this.logger.error((exception as Error)?.message ?? String(exception), (exception as Error)?.stack);
     }
-    const headers = (exception as { headers?: Record<string, string> })?.headers;
-    if (headers && typeof headers === 'object') for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-    if (body.statusCode === 503) res.setHeader('Retry-After', '5');
-    res.status(body.statusCode).json(body);
+    reply.headers(exceptionHeaders(exception));
+    if (body.statusCode === 503) reply.header('Retry-After', '5');
+    void reply.status(body.statusCode).type('application/json; charset=utf-8').send(body);
   }
 }
 

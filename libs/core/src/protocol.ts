@@ -7,8 +7,10 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 export interface ProtocolRequest {
   method: string;
-  /** The path as sent, without the query string. */
-  path: string;
+  /** The URL as sent: the path and the query string. */
+  url?: string;
+  /** The path as sent, without the query string (when the framework gives it). */
+  path?: string;
   headers: IncomingHttpHeaders;
   /** The parsed form body (flat: a repeated parameter is an array), when there is one. */
   body?: unknown;

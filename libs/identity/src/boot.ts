@@ -1,34 +1,56 @@
-import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, ValidationPipe } from '@nestjs/common';
+import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, UnsupportedMediaTypeException, ValidationPipe } from '@nestjs/common';
 import { existsSync } from 'node:fs';
-import { extname, isAbsolute, join } from 'node:path';
+import { createGunzip, createInflate } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { extname, isAbsolute, join, relative } from 'node:path';
 import { NestFactory } from '@nestjs/core';
-import { NestExpressApplication } from '@nestjs/platform-express';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { json, urlencoded, type NextFunction, type Request, type Response } from 'express';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fastifyCookie from '@fastify/cookie';
+import fastifyFormbody from '@fastify/formbody';
+import fastifyHelmet from '@fastify/helmet';
+import fastifySession from '@fastify/session';
+import fastifyStatic from '@fastify/static';
+import fastifyView from '@fastify/view';
+import * as ejs from 'ejs';
+import { parse as parseQuery } from 'fast-querystring';
 import type { Type, DynamicModule } from '@nestjs/common';
-import { ApiErrorFilter, IdpBootContext, IdpConfig, JsonLogger, PageErrorFilter, TokenErrorFilter, errorBody, loadConfig, pageError, renderPage, toOAuthError } from '@idp/core';
+import { ApiErrorFilter, Clock, IdpBootContext, IdpConfig, JsonLogger, PAGE_CSP_DIRECTIVES, PageErrorFilter, TokenErrorFilter, loadConfig, renderPage, uuidv7 } from '@idp/core';
+import { SESSION_IDLE_MS, SessionStore } from '@idp/session';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
-import { RateLimiter, rateLimit } from './rate-limit';
+import { RateLimiter, rateLimited } from './rate-limit';
 import { inputProblem } from './http-input';
 import { beginRequest } from './request-log';
-import { securityHeaders } from './http-policy';
 import { CorsPolicy } from './http/cors.policy';
 import { isPage, routeFamily, speaksOAuth } from './http/route-family';
+import { AdminOpenApi } from './admin/openapi.controller';
 
 /** The body limit of every form endpoint (RFC 6749 §3.2 and the pages' forms). */
 export const FORM_BODY_LIMIT = 64 * 1024;
 /** Parameters of a form body at most. */
 export const FORM_PARAMETER_LIMIT = 100;
+/** The body limit of the admin API's JSON. */
+export const JSON_BODY_LIMIT = 100 * 1024;
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export interface CreatedApp {
-  app: NestExpressApplication;
+  app: NestFastifyApplication;
   config: IdpConfig;
   logger: JsonLogger;
 }
 
 /**
- * Builds the whole server (without listening): body parsers with size limits, request logs with a
- * request id, validation, error rendering, and the OpenAPI document of the admin API.
+ * Builds the whole server (without listening): Nest on Fastify (@nestjs/platform-fastify), with
+ * each cross-cutting policy registered once, on every route, by the adapter's own plugins and
+ * hooks: the request id and log line, the rate limit, security headers (@fastify/helmet), CORS
+ * (one decision, CorsPolicy), form and JSON bodies with size limits (@fastify/formbody), the
+ * hostile-input check, cookies and the IdP's browser session (@fastify/cookie, @fastify/session),
+ * views (@fastify/view, EJS) and assets (@fastify/static); then validation, error rendering by
+ * route family, and the OpenAPI document of the admin API. Every request is answered by a Nest
+ * controller, behind the application's guards, interceptors, pipes and filters, a company's own
+ * included.
  */
 export async function createIdentityApp(
   rootModule: Type<unknown> | DynamicModule = IdentityModule.forRoot(),
@@ -37,41 +59,101 @@ export async function createIdentityApp(
 ): Promise<CreatedApp> {
   const config = loadConfig(env);
   const logger = new JsonLogger(config.logLevel, opts.logSink);
+  const adapter = new FastifyAdapter({
+    // TRUST_PROXY: the proxies whose X-Forwarded-For / -Proto are believed (request.ip, request.protocol).
+    trustProxy: config.trustProxy ? config.trustProxy.split(',').map((s) => s.trim()) : false,
+    bodyLimit: JSON_BODY_LIMIT,
+    // Paths match whatever their case or trailing slash, as route-family.ts classifies them.
+    // (and an id in a path is answered 404 by its controller whatever its length, not 414 by the router).
+    // A repeated query parameter is an array (the /authorize checks refuse it by name).
+    routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, maxParamLength: 16_384, querystringParser: (query: string) => parseQuery(query) },
+    // A URL the router cannot decode (not UTF-8, a broken escape): 400 in the route's format.
+    frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => badUrl(error, request, reply),
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : uuidv7();
+    },
+    logger: false,
+  });
   const app = await IdpBootContext.run({ config, logger }, () =>
-    NestFactory.create<NestExpressApplication>(rootModule, { bodyParser: false, logger, abortOnError: false }),
+    NestFactory.create<NestFastifyApplication>(rootModule, adapter, { bodyParser: false, logger, abortOnError: false }),
   );
   const options = app.get<IdentityOptions>(IDENTITY_OPTIONS, { strict: false });
-  app.disable('x-powered-by');
-  app.set('query parser', 'simple');
-  if (config.trustProxy) app.set('trust proxy', config.trustProxy.split(',').map((s) => s.trim()));
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
 
-  app.use(requestLog(logger));
-  const limiter = config.rateLimit ? new RateLimiter(config) : undefined;
-  if (limiter) app.use(rateLimit(limiter));
-  app.use(securityHeaders(config));
-  // A theme's templates and assets come first; anything it does not replace is the built-in one.
+  // The request id and the log line of every request, then the rate limit (429 in the route's format).
+  const limiter = config.rateLimit ? new RateLimiter(config, app.get(Clock, { strict: false })) : undefined;
+  fastify.addHook('onRequest', (request, reply, done) => {
+    beginRequest(logger, request, reply, pathOf(request.url), request.ip);
+    const retryAfter = limiter?.hit(pathOf(request.url), request.ip);
+    if (retryAfter === undefined) return done();
+    done(rateLimited(retryAfter));
+  });
+  const hsts = config.issuer.startsWith('https://');
+  await app.register(fastifyHelmet as never, {
+    // JSON answers and pages alike: nothing may load or frame them; pages add their own script hashes.
+    contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP_DIRECTIVES },
+    strictTransportSecurity: hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    xFrameOptions: { action: 'deny' },
+    crossOriginResourcePolicy: { policy: 'cross-origin' },
+  });
+
+  // Bodies: compressed ones inflated (gzip, deflate), charsets other than UTF-8 refused; then forms
+  // (flat: a repeated parameter is an array, which the form checks refuse by name), and JSON (the
+  // admin API's DTOs), with `__proto__` and the like kept as keys so the input check names them.
+  fastify.addHook('preParsing', (request, _reply, payload, done) => {
+    try {
+      done(null, decodedBody(request, payload as Readable));
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+  await app.register(fastifyFormbody as never, { bodyLimit: FORM_BODY_LIMIT, parser: parseForm });
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: JSON_BODY_LIMIT }, (_request, text, done) => {
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text as string));
+    } catch {
+      done(new BadRequestException('the request body is not valid JSON'), undefined);
+    }
+  });
+  fastify.addHook('preValidation', (request, _reply, done) => done(refusedInput(request)));
+
+  // The IdP's browser session: a signed cookie naming a session in the database (SessionStore).
+  const https = config.issuer.startsWith('https://');
+  await app.register(fastifyCookie as never);
+  await app.register(fastifySession as never, {
+    // __Host- prefix on https: the cookie is Secure, host-only, and for path / (RFC 6265bis §4.1.3.2).
+    cookieName: https ? '__Host-idp_session' : 'idp_session',
+    // express-session's signed format (`s:<id>.<HMAC>`), so that sessions signed in before the move to Fastify stay signed in.
+    cookiePrefix: 's:',
+    secret: config.keyring.derive('cookie').toString('base64url'),
+    store: app.get(SessionStore, { strict: false }),
+    saveUninitialized: false,
+    rolling: true,
+    cookie: { httpOnly: true, sameSite: 'lax', secure: https, path: '/', maxAge: SESSION_IDLE_MS },
+  });
+
+  // Views: a theme's templates and assets come first; anything it does not replace is the built-in one.
   const viewDirs = [...(options.theme?.views ? [options.theme.views] : []), assetDir('views')];
-  app.setBaseViewsDir(viewDirs);
-  app.setViewEngine('ejs');
-  // EJS resolves an include next to the including file first, so a built-in page would keep the
-  // built-in partials/head.ejs even when the theme replaces it: look in the view folders first.
-  app.set('view options', { includer: (original: string, resolved: string) => ({ filename: themedInclude(viewDirs, original) ?? resolved }) });
-  if (options.theme?.assets) app.useStaticAssets(options.theme.assets, { prefix: '/assets/', index: false, maxAge: '1h' });
-  app.useStaticAssets(assetDir('public'), { prefix: '/assets/', index: false, maxAge: '1h' });
-  // Form bodies for the protocol endpoints (flat: `extended: false` keeps values as strings, and a
-  // repeated parameter becomes an array that FormBodyGuard refuses); JSON for the admin API only.
-  app.use(urlencoded({ extended: false, limit: FORM_BODY_LIMIT, parameterLimit: FORM_PARAMETER_LIMIT }));
-  app.use('/admin', json({ limit: '100kb', strict: true }));
-  app.use('/admin', requireJsonBody);
-  // After the body parsers: the token endpoint's answer is readable only by the origins of the client the form names.
-  app.enableCors(app.get(CorsPolicy).delegate());
-  app.use(refuseHostileInput);
-  app.use(bodyErrors);
+  await app.register(fastifyView as never, {
+    engine: { ejs },
+    root: viewDirs[viewDirs.length - 1],
+    production: config.isProduction,
+    // EJS resolves an include next to the including file first, so a built-in page would keep the
+    // built-in partials/head.ejs even when the theme replaces it: look in the view folders first.
+    options: { includer: (original: string, resolved: string) => ({ filename: themedInclude(viewDirs, original) ?? resolved }) },
+  });
+  fastify.decorate('idpTemplate', (view: string) => pageTemplate(viewDirs, view));
+  const assets = [...(options.theme?.assets ? [options.theme.assets] : []), assetDir('public')];
+  await app.register(fastifyStatic as never, { root: assets, prefix: '/assets/', index: false, maxAge: '1h', wildcard: false });
 
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   app.useGlobalFilters(new GlobalErrorFilter());
 
-  const document = SwaggerModule.createDocument(
+  app.get(AdminOpenApi, { strict: false }).document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Identity provider admin API')
@@ -81,16 +163,111 @@ export async function createIdentityApp(
       .addServer(config.issuer)
       .build(),
   );
-  app.use('/admin/openapi.json', (req: Request, res: Response, next: NextFunction) => (req.method === 'GET' ? res.json(document) : next()));
   // Initialize now (registries, lifecycle hooks), so that a broken extension, such as two
   // providers claiming one name, fails here rather than at listen().
   try {
     await app.init();
+    // After the bodies are parsed: the token endpoint's answer is readable only by the origins of
+    // the client the form names. Registered after init, so that its preflight route answers its
+    // errors through the application's filters too (a route takes the error handler of its time).
+    app.enableCors({ hook: 'preHandler', delegator: app.get(CorsPolicy).delegate() } as never);
+    await fastify.ready();
   } catch (err) {
     await app.close().catch(() => undefined);
     throw err;
   }
   return { app, config, logger };
+}
+
+/** The path of a request URL, without its query string. */
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** Marks a form body with more than FORM_PARAMETER_LIMIT parameters (refused 400 by the input check: a parser must not throw). */
+const TOO_MANY_PARAMETERS = Symbol('too many parameters');
+
+/**
+ * A form body as @fastify/formbody hands it over (UTF-8 text): name=value pairs, a repeated name
+ * an array, at most FORM_PARAMETER_LIMIT of them.
+ */
+function parseForm(text: string): Record<string | symbol, unknown> {
+  let count = 0;
+  for (let at = text.indexOf('&'); at !== -1; at = text.indexOf('&', at + 1)) {
+    if (++count >= FORM_PARAMETER_LIMIT) return { [TOO_MANY_PARAMETERS]: true };
+  }
+  return parseQuery(text) as Record<string, unknown>;
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)"?/i;
+
+/**
+ * The body as the parsers read it: inflated when it is gzip or deflate (with the body limit
+ * counted on what it inflates to); any other content encoding, or a charset other than UTF-8
+ * (or its subset US-ASCII), is 415.
+ */
+function decodedBody(request: FastifyRequest, payload: Readable): Readable {
+  const charset = CHARSET.exec(String(request.headers['content-type'] ?? ''))?.[1]?.toLowerCase();
+  if (charset && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
+    throw new UnsupportedMediaTypeException({ statusCode: 415, error: 'unsupported_media_type', message: `the charset ${charset.slice(0, 32).replace(/[^a-z0-9._-]/g, '?')} is not supported: send UTF-8` });
+  }
+  const encoding = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding === 'identity') return payload;
+  if (encoding !== 'gzip' && encoding !== 'deflate') {
+    throw new UnsupportedMediaTypeException({ statusCode: 415, error: 'unsupported_media_type', message: 'the content encoding is not supported: send gzip, deflate or none' });
+  }
+  const inflated = (encoding === 'gzip' ? createGunzip() : createInflate()) as unknown as Readable & { receivedEncodedLength: number };
+  // Content-Length counts the encoded bytes: Fastify compares it with this.
+  inflated.receivedEncodedLength = 0;
+  payload.on('data', (chunk: Buffer) => (inflated.receivedEncodedLength += chunk.length));
+  payload.on('error', (err) => inflated.destroy(err));
+  // A body that is not what it claims to be is the client's error: 400, "could not be parsed".
+  inflated.on('error', (err: Error & { statusCode?: number; expose?: boolean }) => Object.assign(err, { statusCode: 400, expose: true }));
+  payload.pipe(inflated as unknown as NodeJS.WritableStream);
+  return inflated;
+}
+
+/** A URL the router could not read: 400 in the format of its route family (nothing else was read yet). */
+function badUrl(_error: Error, request: FastifyRequest, reply: FastifyReply): void {
+  const family = routeFamily(pathOf(request.raw.url ?? '/'));
+  reply.header('Cache-Control', 'no-store');
+  if (isPage(family)) {
+    void renderPage(reply, 'error', { title: 'We could not complete this request', message: 'The address of this page is not valid.' }, 400);
+  } else if (speaksOAuth(family)) {
+    void reply.status(400).send({ error: 'invalid_request', error_description: 'the URL is not valid' });
+  } else {
+    void reply.status(400).send({ statusCode: 400, error: 'invalid_request', message: 'the URL is not valid' });
+  }
+}
+
+/**
+ * Input that must never reach a handler, refused in the format of the route: U+0000 anywhere
+ * (never part of a valid value, and PostgreSQL can neither store nor compare it in text); JSON
+ * nested deeper than any DTO (class-transformer and class-validator recurse, and overflow the stack);
+ * JSON keys named after Object.prototype members (`__proto__`, `constructor`, …), which
+ * class-transformer drops silently, so the whitelist could not name them; and on the admin API, a
+ * body that is not JSON.
+ */
+function refusedInput(request: FastifyRequest): Error | undefined {
+  if (request.body && typeof request.body === 'object' && TOO_MANY_PARAMETERS in request.body) {
+    return new BadRequestException([`the request body has more than ${FORM_PARAMETER_LIMIT} parameters`]);
+  }
+  if (request.url.includes('%00')) return new BadRequestException(['the URL must not contain the character U+0000']);
+  const type = request.headers['content-type'];
+  const json = typeof type === 'string' && /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(type);
+  if (request.body !== undefined && !json && routeFamily(pathOf(request.url)) === 'admin') {
+    return new UnsupportedMediaTypeException({ statusCode: 415, error: 'unsupported_media_type', message: 'the request body must be application/json' });
+  }
+  const problem = inputProblem(request.query, '', false) ?? inputProblem(request.body, '', json);
+  return problem ? new BadRequestException([problem]) : undefined;
+}
+
+/** The template of a page: the first view folder that has it (the theme's, then the built-in one), relative to the built-in one. */
+function pageTemplate(viewDirs: string[], view: string): string {
+  const file = `${view}.ejs`;
+  const dir = viewDirs.find((d) => existsSync(join(d, file))) ?? viewDirs[viewDirs.length - 1];
+  return relative(viewDirs[viewDirs.length - 1], join(dir, file));
 }
 
 /** A relative include (`partials/head`) from the first view folder that has it (the theme's, then the built-in one). */
@@ -101,9 +278,10 @@ function themedInclude(viewDirs: string[], include: string): string | undefined 
 }
 
 /**
- * Errors no controller filter caught: the admin JSON format, except on the browser pages, where
- * Nest-applied middleware (the session store, Passport) can fail before the controller's own
- * filter runs (the database is down): those get the HTML error page too.
+ * Errors no controller filter caught, in the format of the route's family: the HTML error page on
+ * the browser pages, RFC 6749 §5.2 JSON on the protocol endpoints, the admin JSON format
+ * elsewhere. They come from the adapter's hooks and parsers (a body too large, malformed JSON,
+ * the rate limit, the session store away) and from routes that do not exist.
  */
 @Catch()
 class GlobalErrorFilter implements ExceptionFilter {
@@ -112,8 +290,8 @@ class GlobalErrorFilter implements ExceptionFilter {
   private readonly oauth = new TokenErrorFilter();
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const req = host.switchToHttp().getRequest<Request>();
-    const family = routeFamily(req.path);
+    const req = host.switchToHttp().getRequest<FastifyRequest>();
+    const family = routeFamily(pathOf(req.url));
     (isPage(family) ? this.page : speaksOAuth(family) ? this.oauth : this.api).catch(exception, host);
   }
 }
@@ -124,55 +302,4 @@ function assetDir(name: string): string {
   return candidates.find((c) => existsSync(c)) ?? candidates[0];
 }
 
-/** The request log and request context (request-log.ts) as Express middleware. */
-function requestLog(logger: JsonLogger) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    beginRequest(logger, req, res, req.path, req.ip);
-    next();
-  };
-}
-
-/** The admin API takes JSON bodies only: anything else with a body is 415. */
-function requireJsonBody(req: Request, res: Response, next: NextFunction) {
-  const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
-  if (hasBody && ['POST', 'PATCH', 'PUT'].includes(req.method) && !req.is('application/json')) {
-    res.status(415).json({ statusCode: 415, error: 'unsupported_media_type', message: 'the request body must be application/json' });
-    return;
-  }
-  next();
-}
-
-/**
- * Input that must never reach a handler, refused in the format of the route: U+0000 anywhere
- * (never part of a valid value, and PostgreSQL can neither store nor compare it in text); JSON
- * nested deeper than any DTO (class-transformer and class-validator recurse, and overflow the stack);
- * and JSON keys named after Object.prototype members (`__proto__`, `constructor`, …), which
- * class-transformer drops silently, so the whitelist could not name them.
- */
-function refuseHostileInput(req: Request, _res: Response, next: NextFunction) {
-  const json = typeof req.is('application/json') === 'string';
-  const problem = req.path.includes('%00') ? 'the URL must not contain the character U+0000' : (inputProblem(req.query, '', false) ?? inputProblem(req.body, '', json));
-  next(problem ? new BadRequestException([problem]) : undefined);
-}
-
-/** Body parser failures (malformed JSON, too large, bad charset) in the format of the route. */
-function bodyErrors(err: unknown, req: Request, res: Response, next: NextFunction) {
-  if (!err) return next();
-  const family = routeFamily(req.path);
-  if (speaksOAuth(family)) {
-    const e = toOAuthError(err);
-    res.status(e.status).set('Cache-Control', 'no-store').json({ error: e.code, error_description: e.description });
-    return;
-  }
-  if (isPage(family)) {
-    const { status, message } = pageError(toOAuthError(err));
-    renderPage(res, 'error', { title: 'We could not complete this request', message }, status);
-    return;
-  }
-  const body = errorBody(err);
-  const type = (err as { type?: string }).type;
-  if (type === 'entity.parse.failed') body.message = 'the request body is not valid JSON';
-  res.status(body.statusCode).json(body);
-}
-
-export type { INestApplication };
+export type { INestApplication, FastifyReply };

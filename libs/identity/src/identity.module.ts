@@ -15,6 +15,7 @@ import { AuthorizationModule } from '@idp/authorization';
 import { dataSourceOptions, runMigrations } from './database';
 import { SqliteCheckpointer } from './sqlite-checkpointer';
 import { CorsPolicy } from './http/cors.policy';
+import { AdminOpenApi, AdminOpenApiController } from './admin/openapi.controller';
 
 /** How a company's application composes the IdP (see docs/extending.md). */
 export interface IdentityOptions {
@@ -99,8 +100,9 @@ export class IdentityModule {
       controllers: [
         DiscoveryController, HealthController,
         ClientsAdminController, UsersAdminController, ApisAdminController, ClientGrantsAdminController, KeysAdminController, UserGrantsAdminController,
+        AdminOpenApiController,
       ],
-      providers: [AdminBootstrap, SqliteCheckpointer, CorsPolicy, { provide: IDENTITY_OPTIONS, useValue: options }],
+      providers: [AdminBootstrap, SqliteCheckpointer, CorsPolicy, AdminOpenApi, { provide: IDENTITY_OPTIONS, useValue: options }],
       exports: [IDENTITY_OPTIONS, TokenModule, UsersModule, ClientsModule, ResourcesModule, SessionModule, ConsentModule, AuthorizationModule, KeysModule],
     };
   }

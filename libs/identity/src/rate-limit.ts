@@ -1,5 +1,5 @@
-import type { NextFunction, Request, Response } from 'express';
-import { BootClock, Clock, IdpConfig, SystemClock, renderPage } from '@idp/core';
+import { HttpException } from '@nestjs/common';
+import { BootClock, Clock, IdpConfig, SystemClock } from '@idp/core';
 import { routeFamily } from './http/route-family';
 
 const WINDOW_MS = 10_000;
@@ -17,7 +17,7 @@ function kindOf(path: string): Kind {
  * in memory (per replica). Generous by default: 60,000 requests a minute to the protocol
  * endpoints from one address (an office behind one NAT must not notice), 3,000 to the pages,
  * 6,000 to the admin API. Attacks that need volume (password guessing, secret guessing) are
- * stopped much earlier by the lockouts. The client address honours TRUST_PROXY (Express `trust proxy`).
+ * stopped much earlier by the lockouts. The client address honours TRUST_PROXY.
  * The windows are aligned on `clock` (by default the clock of the application being created,
  * BootClock, else the system's).
  */
@@ -51,23 +51,10 @@ export class RateLimiter {
   }
 }
 
-/** The limiter as Express middleware, answering 429 in the format of the route. */
-export function rateLimit(limiter: RateLimiter) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    const retryAfter = limiter.hit(req.path, req.ip);
-    if (retryAfter === undefined) return next();
-    res.setHeader('Retry-After', String(retryAfter));
-    const kind = kindOf(req.path);
-    if (kind === 'pages') {
-      renderPage(res, 'error', { title: 'Too many requests', message: 'Too many requests from your network. Please wait a few seconds and try again.' }, 429);
-    } else if (kind === 'admin' || routeFamily(req.path) === 'health') {
-      res.status(429).json({ statusCode: 429, error: 'too_many_requests', message: 'rate limit exceeded; retry later' });
-    } else {
-      res.status(429).setHeader('Cache-Control', 'no-store');
-      res.json(RATE_LIMITED);
-    }
-  };
+/**
+ * The refusal of a request over its limit: 429 with Retry-After, answered in the route's format
+ * (the HTML error page, RFC 6749 §5.2 `slow_down`, or the admin JSON).
+ */
+export function rateLimited(retryAfter: number): HttpException {
+  return new HttpException({ statusCode: 429, error: 'too_many_requests', message: 'rate limit exceeded; retry later', headers: { 'Retry-After': String(retryAfter) } }, 429);
 }
-
-/** The protocol endpoints' 429 body (RFC 6749 §5.2 format). */
-export const RATE_LIMITED = { error: 'slow_down', error_description: 'rate limit exceeded; retry later' };

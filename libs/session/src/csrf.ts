@@ -1,9 +1,9 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
-import type { Request } from 'express';
+import type { FastifyRequest } from 'fastify';
 import { OAuthError, randomToken, safeEqual } from '@idp/core';
 
 /** The session's CSRF token (synchronizer token pattern), created on first use. */
-export function csrfToken(req: Request): string {
+export function csrfToken(req: FastifyRequest): string {
   if (!req.session.csrf) req.session.csrf = randomToken(24);
   return req.session.csrf;
 }
@@ -12,7 +12,7 @@ export function csrfToken(req: Request): string {
 @Injectable()
 export class CsrfGuard implements CanActivate {
   canActivate(ctx: ExecutionContext): boolean {
-    const req = ctx.switchToHttp().getRequest<Request>();
+    const req = ctx.switchToHttp().getRequest<FastifyRequest>();
     const sent = (req.body as Record<string, unknown> | undefined)?._csrf;
     const expected = req.session?.csrf;
     if (typeof sent !== 'string' || !expected || !safeEqual(sent, expected)) {

@@ -1,6 +1,6 @@
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { LoginAttemptRequest, typedIdentifier } from './local.strategy';
 import { LoginPolicies } from './login-policy';
 import { Interactions } from './interactions';
@@ -40,7 +40,8 @@ export class LocalLoginGuard extends AuthGuard('local') {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<LoginRequest>();
-    const username = typeof req.body?.username === 'string' ? req.body.username.slice(0, 320) : '';
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
     // Brute-force protection (CONTRACT §5): the attempt takes a slot of the account's and address's
     // budget, atomically, before the password is checked, and a locked account or address is
     // refused without a check; failures of unknown accounts count the same as those of real ones.
@@ -71,7 +72,7 @@ export class LocalLoginGuard extends AuthGuard('local') {
     await this.lockout.succeed(attempt);
     // The password is right; a login policy may still say no (its reason is shown to the user).
     if (this.policies.size) {
-      const interaction = Interactions.get(req, req.body?.interaction);
+      const interaction = Interactions.get(req, body.interaction);
       const client = interaction ? await this.clients.find(interaction.client_id) : null;
       const decision = await this.policies.evaluate({ user: found, client, ip: req.ip, stage: 'login' });
       if (!decision.allow) {
@@ -93,7 +94,6 @@ export class LocalLoginGuard extends AuthGuard('local') {
  * requests and the CSRF token of the form.
  */
 async function startSession(req: Request, user: NonNullable<Request['session']['user']>): Promise<void> {
-  const { csrf, interactions } = req.session;
-  await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
-  Object.assign(req.session, { csrf, interactions, user });
+  await req.session.regenerate(['csrf', 'interactions']);
+  req.session.user = user;
 }

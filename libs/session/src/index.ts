@@ -6,5 +6,6 @@ export { Interactions } from './interactions';
 export { SessionRecord } from './session.entity';
 export { LoginPolicy, LoginPolicyContext, LoginDecision } from './login-policy';
 export type { SessionUser, Interaction } from './session.types';
-export { SESSION_IDLE_MS } from './session-cookies';
+export { SESSION_IDLE_MS } from './session-cookie';
+export { TypeOrmSessionStore as SessionStore } from './session.store';
 export { SessionSerializer } from './session.serializer';

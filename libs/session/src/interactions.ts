@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { randomToken } from '@idp/core';
 import type { Interaction } from './session.types';
 

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { Strategy } from 'passport-local';
 import { UserStore, normalizeEmail } from '@idp/users';
 import type { IdpUser as User } from '@idp/users';

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Post, Query, Req, Res, UseFilters, UseGuards } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
-import { IdpEvents, PageErrorFilter, renderPage, saveSession, RequestContext } from '@idp/core';
+import type { FastifyReply as Response, FastifyRequest as Request } from 'fastify';
+import { IdpEvents, PageErrorFilter, renderPage, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { CsrfGuard, csrfToken } from './csrf';
 import { LocalLoginGuard, type LoginRequest } from './guards';
@@ -36,7 +36,7 @@ export class LoginController {
       // A wrong password that reached the lock is a failed sign-in like any other; an attempt
       // refused without a check (already locked) is not recorded, as at the token endpoint.
       if (attempt) await this.failed(req, interaction.client_id, body.username, attempt);
-      res.setHeader('Retry-After', String(locked));
+      res.header('Retry-After', String(locked));
       const minutes = Math.max(1, Math.ceil(locked / 60));
       const username = typeof body.username === 'string' ? body.username.slice(0, 320) : '';
       return this.render(req, res, interaction.id, { username, error: `Too many failed sign-in attempts. Please wait ${minutes} minute${minutes > 1 ? 's' : ''} and try again.` }, 429);
@@ -54,9 +54,8 @@ export class LoginController {
     }
     await this.events.emit('user.login', { userId: (req.user as { sub: string }).sub, clientId: interaction.client_id, ip: req.ip }, RequestContext.of(req));
     Interactions.update(req, interaction.id, { login_at: now(), login_sid: (req.user as { sid: string }).sid });
-    await saveSession(req);
     // Back to /authorize through the interaction id: never a URL taken from the form.
-    res.redirect(303, `/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`);
+    res.redirect(`/authorize/resume?interaction=${encodeURIComponent(interaction.id)}`, 303);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { All, Controller, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
+import type { FastifyReply as Response, FastifyRequest as Request } from 'fastify';
 import { IdpEvents, OAuthError, PageErrorFilter, renderPage, safeEqual, RequestContext } from '@idp/core';
 import { ClientsService } from '@idp/clients';
 import { KeysService } from '@idp/keys';
@@ -58,7 +58,8 @@ export class LogoutController {
     }
 
     const user = currentSessionUser(req);
-    const confirmed = req.method === 'POST' && typeof req.body?.confirm === 'string' && typeof req.body?._csrf === 'string' && !!req.session?.csrf && safeEqual(req.body._csrf, req.session.csrf);
+    const body = (req.method === 'POST' ? req.body ?? {} : {}) as Record<string, unknown>;
+    const confirmed = typeof body.confirm === 'string' && typeof body._csrf === 'string' && !!req.session?.csrf && safeEqual(body._csrf, req.session.csrf);
     const hintMatches = !!(user && hint?.sub === user.sub);
     if (user && !hintMatches && !confirmed) {
       renderPage(res, 'logout', { csrf: csrfToken(req), params: Object.entries(p).filter(([k, v]) => v !== undefined && k !== 'id_token_hint') });
@@ -68,12 +69,12 @@ export class LogoutController {
       await endSession(req);
       await this.events.emit('user.logout', { userId: user.sub, clientId }, RequestContext.of(req));
     }
-    res.setHeader('Cache-Control', 'no-store');
-    if (redirect) return res.redirect(303, redirect);
+    res.header('Cache-Control', 'no-store');
+    if (redirect) return void res.redirect(redirect, 303);
     renderPage(res, 'logged-out', {});
   }
 }
 
 async function endSession(req: Request): Promise<void> {
-  await new Promise<void>((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
+  await req.session.destroy();
 }

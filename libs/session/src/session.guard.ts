@@ -1,6 +1,6 @@
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { Clock, OAuthError, PageRedirect } from '@idp/core';
 import { Interactions } from './interactions';
 import { LoginPolicies } from './login-policy';

@@ -47,7 +47,7 @@ export class TypeOrmSessionStore extends Store {
 
   set(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
-    const userId = session.user?.sub ?? null;
+    const userId = (session as { user?: { sub?: string } }).user?.sub ?? null;
     const key = sha256(sid);
     this.rows
       .upsert({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])

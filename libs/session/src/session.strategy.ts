@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { SessionSerializer } from './session.serializer';
 import type { SessionUser } from './session.types';
 
@@ -29,6 +29,6 @@ export class SessionStrategy extends PassportStrategy(Strategy, SESSION_STRATEGY
  * session layout kept it where Passport's session support put it (`passport.user`).
  */
 export function storedSessionUser(req: Request): SessionUser | undefined {
-  const session = req.session as (Request['session'] & { passport?: { user?: SessionUser } }) | undefined;
+  const session = req.session as (Request['session'] & { passport?: { user?: SessionUser } }) | null | undefined;
   return session?.user ?? session?.passport?.user;
 }

@@ -1,4 +1,4 @@
-import 'express-session';
+import '@fastify/session';
 
 /** What a signed-in session carries about its user (the session's `user`). */
 export interface SessionUser {
@@ -27,18 +27,16 @@ export interface Interaction {
   decision?: 'allow' | 'deny';
 }
 
-declare module 'express-session' {
-  interface SessionData {
+declare module 'fastify' {
+  /** What the IdP keeps in a browser session (@fastify/session, stored by SessionStore). */
+  interface Session {
     csrf?: string;
     interactions?: Record<string, Interaction>;
     /** The signed-in user, once the login succeeded (LocalLoginGuard). */
     user?: SessionUser;
   }
-}
-
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Express {
-    interface User extends Partial<SessionUser> {}
+  interface FastifyRequest {
+    /** What a Passport guard authenticated (AuthGuard sets it). */
+    user?: unknown;
   }
 }

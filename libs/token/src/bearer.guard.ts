@@ -1,6 +1,6 @@
 import { CanActivate, ExecutionContext, Injectable, SetMetadata, createParamDecorator } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import type { JWTPayload } from 'jose';
 import { IdpConfig, OAuthError, insufficientScope, invalidToken, isDatabaseUnavailable } from '@idp/core';
 import { KeysService } from '@idp/keys';

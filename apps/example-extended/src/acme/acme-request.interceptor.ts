@@ -15,7 +15,7 @@ export class AcmeRequestInterceptor implements NestInterceptor {
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const http = ctx.switchToHttp();
     const id = RequestContext.of(http.getRequest())?.requestId ?? 'unknown';
-    http.getResponse<{ setHeader(name: string, value: string): void }>().setHeader(ACME_REQUEST_HEADER, id);
+    http.getResponse<{ header(name: string, value: string): unknown }>().header(ACME_REQUEST_HEADER, id);
     return next.handle();
   }
 }

@@ -68,7 +68,7 @@ export class ClientAuthenticator {
       return failed(client.client_id, creds.method, `registered for ${client.token_endpoint_auth_method}`, invalidClient());
     }
     try {
-      await this.registry.get(creds.method)!.verify(client, creds, { endpointUrl: `${this.config.issuer}${req.path}`, ip: req.ip });
+      await this.registry.get(creds.method)!.verify(client, creds, { endpointUrl: `${this.config.issuer}${endpointPath(req)}`, ip: req.ip });
     } catch (err) {
       if (err instanceof OAuthError && err.code === 'invalid_client') return failed(client.client_id, creds.method, err.hint ?? err.description, err);
       return giveBack(err);
@@ -86,4 +86,12 @@ export class ClientAuthenticator {
 /** 429 with Retry-After (CONTRACT §5), in the endpoint's own JSON error format. */
 function tooManyAttempts(retryAfter: number): OAuthError {
   return new OAuthError('slow_down', 'too many failed authentication attempts; retry later', 429, false, 'locked', { 'Retry-After': String(retryAfter) });
+}
+
+/** The path of the endpoint a request was sent to (without its query string). */
+function endpointPath(req: ProtocolRequest): string {
+  if (req.path !== undefined) return req.path;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
 }
