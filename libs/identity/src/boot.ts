@@ -1,4 +1,4 @@
-import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, UnsupportedMediaTypeException, ValidationPipe } from '@nestjs/common';
+import { ArgumentsHost, BadRequestException, Catch, ExceptionFilter, INestApplication, UnsupportedMediaTypeException } from '@nestjs/common';
 import { existsSync } from 'node:fs';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
@@ -9,7 +9,8 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import fastifyHelmet from '@fastify/helmet';
+import helmet from 'helmet';
+import fastifyCors from '@fastify/cors';
 import fastifySession from '@fastify/session';
 import fastifyStatic from '@fastify/static';
 import fastifyView from '@fastify/view';
@@ -25,6 +26,7 @@ import { beginRequest } from './request-log';
 import { CorsPolicy } from './http/cors.policy';
 import { isPage, routeFamily, speaksOAuth } from './http/route-family';
 import { AdminOpenApi } from './admin/openapi.controller';
+import { scopedPlugin } from './http/route-scope';
 
 /** The body limit of every form endpoint (RFC 6749 §3.2 and the pages' forms). */
 export const FORM_BODY_LIMIT = 64 * 1024;
@@ -47,8 +49,8 @@ export interface CreatedApp {
  * hooks: the request id and log line, the rate limit, security headers (@fastify/helmet), CORS
  * (one decision, CorsPolicy), form and JSON bodies with size limits (@fastify/formbody), the
  * hostile-input check, cookies and the IdP's browser session (@fastify/cookie, @fastify/session),
- * views (@fastify/view, EJS) and assets (@fastify/static); then validation, error rendering by
- * route family, and the OpenAPI document of the admin API. Every request is answered by a Nest
+ * views (@fastify/view, EJS) and assets (@fastify/static); then error rendering by route family,
+ * and the OpenAPI document of the admin API (whose controllers validate their DTOs: AdminApi). Every request is answered by a Nest
  * controller, behind the application's guards, interceptors, pipes and filters, a company's own
  * included.
  */
@@ -89,8 +91,10 @@ export async function createIdentityApp(
     if (retryAfter === undefined) return done();
     done(rateLimited(retryAfter));
   });
+  // Security headers: helmet, its middleware built once (@fastify/helmet 13.2.0 builds it again on
+  // every request: 5 % of UserInfo's CPU, docs/performance.md).
   const hsts = config.issuer.startsWith('https://');
-  await app.register(fastifyHelmet as never, {
+  const securityHeaders = helmet({
     // JSON answers and pages alike: nothing may load or frame them; pages add their own script hashes.
     contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP_DIRECTIVES },
     strictTransportSecurity: hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
@@ -98,6 +102,7 @@ export async function createIdentityApp(
     xFrameOptions: { action: 'deny' },
     crossOriginResourcePolicy: { policy: 'cross-origin' },
   });
+  fastify.addHook('onRequest', (request, reply, done) => securityHeaders(request.raw, reply.raw, done as (err?: unknown) => void));
 
   // Bodies: compressed ones inflated (gzip, deflate), charsets other than UTF-8 refused; then forms
   // (flat: a repeated parameter is an array, which the form checks refuse by name), and JSON (the
@@ -124,7 +129,8 @@ export async function createIdentityApp(
   // The IdP's browser session: a signed cookie naming a session in the database (SessionStore).
   const https = config.issuer.startsWith('https://');
   await app.register(fastifyCookie as never);
-  await app.register(fastifySession as never, {
+  // Its hooks run on the pages only (scopedPlugin): the protocol endpoints and the admin API never read or write a session.
+  await app.register(scopedPlugin(fastifySession as never, (request) => isPage(routeFamily(pathOf(request.url))), 'idp-session') as never, {
     // __Host- prefix on https: the cookie is Secure, host-only, and for path / (RFC 6265bis §4.1.3.2).
     cookieName: https ? '__Host-idp_session' : 'idp_session',
     // express-session's signed format (`s:<id>.<HMAC>`), so that sessions signed in before the move to Fastify stay signed in.
@@ -150,7 +156,6 @@ export async function createIdentityApp(
   const assets = [...(options.theme?.assets ? [options.theme.assets] : []), assetDir('public')];
   await app.register(fastifyStatic as never, { root: assets, prefix: '/assets/', index: false, maxAge: '1h', wildcard: false });
 
-  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   app.useGlobalFilters(new GlobalErrorFilter());
 
   app.get(AdminOpenApi, { strict: false }).document = SwaggerModule.createDocument(
@@ -170,7 +175,8 @@ export async function createIdentityApp(
     // After the bodies are parsed: the token endpoint's answer is readable only by the origins of
     // the client the form names. Registered after init, so that its preflight route answers its
     // errors through the application's filters too (a route takes the error handler of its time).
-    app.enableCors({ hook: 'preHandler', delegator: app.get(CorsPolicy).delegate() } as never);
+    // Only requests that carry an Origin can be cross-origin: the others skip @fastify/cors (scopedPlugin).
+    await app.register(scopedPlugin(fastifyCors as never, (request) => request.headers.origin !== undefined, 'idp-cors') as never, { hook: 'preHandler', delegator: app.get(CorsPolicy).delegate() });
     await fastify.ready();
   } catch (err) {
     await app.close().catch(() => undefined);
