@@ -23,6 +23,13 @@ export class PageErrorFilter implements ExceptionFilter {
     }
     const { status, message } = pageError(exception);
     if (status >= 500) this.logger.error((exception as Error)?.message ?? String(exception), (exception as Error)?.stack);
+    // The error page of a failure goes out without another session write (the store may be what
+    // failed: saving the session again, as the session plugin does before each answer, would fail it too).
+    // A redirect whose session could not be saved does not leave: the error page replaces it.
+    if (status >= 500) {
+      (host.switchToHttp().getRequest<{ session?: unknown }>()).session = null;
+      reply.removeHeader('location');
+    }
     for (const [k, v] of Object.entries(exceptionHeaders(exception))) reply.header(k, v);
     if (status === 503) reply.header('Retry-After', '5');
     const title = status >= 500 ? 'Something went wrong' : status === 429 ? 'Too many requests' : 'We could not complete this request';
