@@ -63,6 +63,20 @@ describe('logs never contain a secret', () => {
     await s.fetch(`/oidc/logout?id_token_hint=${tokens.id_token}`);
     // The replay path (invalid_grant) must not log the code either.
     await postForm(s, '/oauth/token', { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }, { authorization: basic(web.client_id, rotated) });
+    // Secrets in headers and query strings: the session cookie (signed in), a made-up cookie, bearer
+    // token, proxy credential and API key, and tokens in query strings, on a protocol endpoint, a
+    // page, the admin API and a route that does not exist.
+    const session = browser.cookieHeader();
+    expect(session).toContain('idp_session=');
+    secrets.add(session.slice(session.indexOf('idp_session=') + 'idp_session='.length).split(';')[0]);
+    const header = (name: string) => `${name}-${randomBytes(16).toString('base64url')}`;
+    const [cookie, bearer, proxy, apiKey, query] = ['cookie', 'bearer', 'proxy', 'api-key', 'query'].map(header);
+    secrets.add(cookie).add(bearer).add(proxy).add(apiKey).add(query);
+    for (const path of ['/userinfo', '/authorize', '/admin/users', '/no-such-route']) {
+      await s.fetch(`${path}?access_token=${query}&code=${query}`, {
+        headers: { cookie: `${session}; other=${cookie}`, authorization: `Bearer ${bearer}`, 'proxy-authorization': `Basic ${proxy}`, 'x-api-key': apiKey },
+      });
+    }
 
     // A request's log line is written when its response has finished, which may come after the
     // answer has reached this test: one more request, and its line, mean those before are in.
