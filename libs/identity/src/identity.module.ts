@@ -57,7 +57,6 @@ export class IdentityModule {
   static forRoot(options: IdentityOptions = {}): DynamicModule {
     return {
       module: IdentityModule,
-      global: true,
       imports: [
         CoreModule.forRoot(undefined, undefined, { userStore: options.userStore, adminScopes: options.adminScopes }),
         // Pending migrations run at boot (runMigrations: one instance at a time); the schema is never
@@ -103,7 +102,7 @@ export class IdentityModule {
         AdminOpenApiController,
       ],
       providers: [AdminBootstrap, SqliteCheckpointer, CorsPolicy, AdminOpenApi, { provide: IDENTITY_OPTIONS, useValue: options }],
-      exports: [IDENTITY_OPTIONS, TokenModule, UsersModule, ClientsModule, ResourcesModule, SessionModule, ConsentModule, AuthorizationModule, KeysModule],
+      exports: [IDENTITY_OPTIONS],
     };
   }
 }

@@ -1,6 +1,9 @@
 import { Module } from '@nestjs/common';
 import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { ResourcesModule } from '@idp/resources';
+import { TokenModule } from '@idp/token';
+import { UsersModule } from '@idp/users';
 import { EmployeeProfile } from './employee-profile.entity';
 import { ProfilesService } from './profiles.service';
 import { DepartmentClaims } from './department.claims';
@@ -16,11 +19,12 @@ import { AcmeBlockGuard } from './acme-block.guard';
 /**
  * Acme's extension of the IdP: one ordinary Nest module. Every seam is a provider found by its
  * decorator when the application boots; listing the class in `providers` is all the registration
- * there is. The IdP's services (TokenIssuer, ResourcesService, UserStore, IdpConfig, IdpEvents…)
- * are injectable here because IdentityModule.forRoot() is global.
+ * there is. The IdP's services it uses come from the lib modules it imports, as with any Nest
+ * module: TokenIssuer and BearerGuard (TokenModule), ResourcesService (ResourcesModule),
+ * UsersService and UserStore (UsersModule); IdpConfig and IdpEvents are everywhere (CoreModule).
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([EmployeeProfile])],
+  imports: [TypeOrmModule.forFeature([EmployeeProfile]), TokenModule, ResourcesModule, UsersModule],
   controllers: [ExampleAdminController],
   providers: [
     ProfilesService,
