@@ -23,11 +23,9 @@ export function redact(value: unknown, depth = 0): unknown {
  * a request (`req`), a response (`res`) or headers are logged. Each path begins with a literal key,
  * so lines without such a key (a request line, an audit line) pay nothing for it.
  */
-export const REDACTED_PATHS = [
-  'req.headers.authorization', 'req.headers["proxy-authorization"]', 'req.headers.cookie',
-  'res.headers["set-cookie"]',
-  'headers.authorization', 'headers["proxy-authorization"]', 'headers.cookie', 'headers["set-cookie"]',
-];
+export const REDACTED_PATHS = ['req.headers', 'res.headers', 'headers'].flatMap((at) =>
+  ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'].map((header) => `${at}["${header}"]`),
+);
 
 /**
  * A request object as it may appear in a line (`{ req }`): its method and path, never its query
