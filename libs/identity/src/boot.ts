@@ -84,12 +84,13 @@ export async function createIdentityApp(
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
 
   // The request id and the log line of every request, then the rate limit (429 in the route's format).
-  const limiter = config.rateLimit ? new RateLimiter(config, app.get(Clock, { strict: false })) : undefined;
+  // (rate-limiter-flexible: in Redis with REDIS_URL, shared by the replicas, else per replica on the Clock).
+  const limiter = config.rateLimit ? await RateLimiter.create(config, app.get(Clock, { strict: false }), logger) : undefined;
+  if (limiter) fastify.addHook('onClose', (_instance, done) => void limiter.close().then(() => done()));
   fastify.addHook('onRequest', (request, reply, done) => {
     beginRequest(logger, request, reply, pathOf(request.url), request.ip);
-    const retryAfter = limiter?.hit(pathOf(request.url), request.ip);
-    if (retryAfter === undefined) return done();
-    done(rateLimited(retryAfter));
+    if (!limiter) return done();
+    void limiter.hit(pathOf(request.url), request.ip).then((retryAfter) => done(retryAfter === undefined ? undefined : rateLimited(retryAfter)));
   });
   // Security headers: helmet, its middleware built once (@fastify/helmet 13.2.0 builds it again on
   // every request: 5 % of UserInfo's CPU, docs/performance.md).
