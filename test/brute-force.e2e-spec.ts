@@ -1,13 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
+import Redis from 'ioredis';
 import { LockoutService, ManualClock } from '@idp/core';
 import { Browser, forms } from './support/browser';
 import { TEST_REDIS_URL as REDIS_URL, redisUp } from './support/redis';
-import { TestServer, basic, postForm, startServer } from './support/server';
+import { TestServer, basic, freePort, postForm, startServer } from './support/server';
+import { until } from './support/until';
 
 const REDIRECT = 'https://app.example.com/callback';
 const USER = { email: 'eve.target@example.com', password: 'the right password, long enough' };
 
-if (!redisUp) console.warn(`brute-force suite on Redis skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
+if (!redisUp) console.warn(`brute-force and rate-limit suites on Redis skipped: no Redis at ${REDIS_URL} (.ci/run starts one)`);
 
 const stores: [string, Record<string, string>][] = [
   ['in the database', {}],
@@ -175,6 +179,19 @@ describe('rate limits', () => {
     expect((await s.fetch('/.well-known/jwks.json')).status).toBe(200);
   });
 
+  it('counts /LOGIN and /login/ as the pages, whatever their case or trailing slash, apart from the protocol endpoints', async () => {
+    clock.advance(10_000);
+    // 30 a minute = 5 per 10-second window; the protocol endpoints' 10 are another bucket.
+    const pages: Response[] = [];
+    for (const path of ['/LOGIN', '/login/', '/Login', '/LOGIN/', '/login']) pages.push(await s.fetch(path));
+    expect(pages.map((r) => r.status)).not.toContain(429);
+    const sixth = await s.fetch('/LOGIN/');
+    expect(sixth.status).toBe(429);
+    expect(sixth.headers.get('content-type')).toMatch(/text\/html/);
+    expect(sixth.headers.get('retry-after')).toBe('10');
+    expect((await s.fetch('/.well-known/jwks.json')).status).toBe(200);
+  });
+
   it('is generous by default: hundreds of token requests a second from one address pass', async () => {
     const generous = await startServer({ IDP_RATE_LIMIT: 'on' });
     try {
@@ -183,5 +200,128 @@ describe('rate limits', () => {
     } finally {
       await generous.close();
     }
+  });
+});
+
+const UNREACHABLE = /rate limits: Redis unreachable/;
+const REACHABLE = /rate limits: Redis reachable again/;
+const statusesOf = async (server: TestServer, n: number, path = '/.well-known/jwks.json') => (await Promise.all(Array.from({ length: n }, () => server.fetch(path)))).map((r) => r.status);
+const count = (statuses: number[], status: number) => statuses.filter((x) => x === status).length;
+
+describe('rate limits with Redis away from the start (REDIS_URL on a closed port)', () => {
+  let s: TestServer;
+  const clock = new ManualClock();
+  beforeAll(async () => {
+    const REDIS_URL = `redis://127.0.0.1:${await freePort()}`;
+    s = await startServer({ IDP_RATE_LIMIT: 'on', IDP_RATE_LIMIT_PROTOCOL: '60', REDIS_URL }, undefined, { clock });
+  });
+  afterAll(() => s.close());
+
+  it('answers every request, counting them per replica with the same limits, and says so once', async () => {
+    const first = await statusesOf(s, 15);
+    expect([count(first, 200), count(first, 429)]).toEqual([10, 5]);
+    const limited = await s.fetch('/.well-known/jwks.json');
+    expect([limited.status, limited.headers.get('retry-after')]).toEqual([429, '10']);
+    clock.advance(10_000);
+    const next = await statusesOf(s, 12);
+    expect([count(next, 200), count(next, 429)]).toEqual([10, 2]);
+    expect(s.logs.filter((line) => UNREACHABLE.test(line))).toHaveLength(1);
+  });
+});
+
+/** A TCP relay to Redis that the test can stop and start again on the same port: Redis going away, and coming back. */
+class RedisRelay extends EventEmitter {
+  private server = createServer((client) => this.relay(client));
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.server = createServer((client) => this.relay(client));
+    await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private relay(client: Socket): void {
+    const target = new URL(REDIS_URL);
+    const upstream = connect(Number(target.port) || 6379, target.hostname);
+    for (const [from, to] of [[client, upstream], [upstream, client]]) {
+      this.sockets.add(from);
+      from.pipe(to);
+      from.on('error', () => from.destroy());
+      from.on('close', () => {
+        this.sockets.delete(from);
+        to.destroy();
+      });
+    }
+  }
+}
+
+(redisUp ? describe : describe.skip)('rate limits in Redis (REDIS_URL)', () => {
+  const relay = new RedisRelay();
+  const prefix = `test:${randomBytes(6).toString('hex')}:`;
+  const clock = new ManualClock();
+  let a: TestServer;
+  let b: TestServer;
+  let redis: Redis;
+  beforeAll(async () => {
+    await relay.start();
+    const env = { IDP_RATE_LIMIT: 'on', IDP_RATE_LIMIT_PROTOCOL: '60', IDP_RATE_LIMIT_PAGES: '30', REDIS_URL: relay.url, IDP_REDIS_PREFIX: prefix };
+    a = await startServer(env, undefined, { clock });
+    b = await startServer(env, undefined, { clock });
+    redis = new Redis(REDIS_URL);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await relay.stop();
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    await redis.quit();
+  });
+
+  it('holds one limit across two servers, in keys under IDP_REDIS_PREFIX', async () => {
+    // 60 a minute = 10 per window, for the address, on both servers together.
+    const onA = await statusesOf(a, 6);
+    expect(count(onA, 200)).toBe(6);
+    const onB = await statusesOf(b, 6);
+    expect([count(onB, 200), count(onB, 429)]).toEqual([4, 2]);
+    const limited = await a.fetch('/.well-known/jwks.json');
+    expect(limited.status).toBe(429);
+    // Redis's clock decides the window (the servers' ManualClock has not moved): at most 10 s left.
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(limited.headers.get('retry-after'))).toBeLessThanOrEqual(10);
+    expect(await limited.json()).toMatchObject({ statusCode: 429 });
+    const keys = await redis.keys(`${prefix}rl:*`);
+    expect(keys).toEqual([expect.stringMatching(new RegExp(`^${prefix}rl:protocol:`))]);
+    expect([...a.logs, ...b.logs].filter((line) => UNREACHABLE.test(line))).toEqual([]);
+  });
+
+  it('when Redis stops, still answers every request, counted per replica, logged once; and shares again when it is back', async () => {
+    await relay.stop();
+    // The pages' bucket, which Redis has not counted: 30 a minute = 5 per window, here on A alone.
+    const away = await statusesOf(a, 8, '/login');
+    expect(away.filter((status) => status >= 500)).toEqual([]);
+    expect(count(away, 429)).toBe(3);
+    const more = await statusesOf(a, 8, '/login');
+    expect(count(more, 429)).toBe(8);
+    expect(a.logs.filter((line) => UNREACHABLE.test(line))).toHaveLength(1);
+
+    await relay.start();
+    // Once ioredis has reconnected, a request that Redis counts says so (each check a new window here).
+    await until('the rate limit counted in Redis again', async () => {
+      clock.advance(10_000);
+      expect((await a.fetch('/login')).status).toBeLessThan(500);
+      return a.logs.some((line) => REACHABLE.test(line));
+    }, { timeoutMs: 10_000 });
+    expect(a.logs.filter((line) => UNREACHABLE.test(line))).toHaveLength(1);
+    expect(await redis.keys(`${prefix}rl:pages:*`)).toHaveLength(1);
   });
 });
