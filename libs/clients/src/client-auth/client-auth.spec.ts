@@ -3,7 +3,7 @@ import { Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
-import type { Request } from 'express';
+import type { FastifyRequest as Request } from 'fastify';
 import { DataSource } from 'typeorm';
 import { CryptoKey, JWK, JWTPayload, SignJWT, UnsecuredJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose';
 import { CoreModule, IdpEventMap, IdpEvents, OAuthError, loadConfig } from '@idp/core';
