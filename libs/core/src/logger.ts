@@ -74,8 +74,8 @@ const QUIET = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'Ne
 /**
  * The application's logger: pino, one JSON object per line on stdout (CONTRACT §6), `time` (ISO
  * 8601), `level` (its name) and `msg`, then the line's fields. Nest's own messages come through
- * `log/warn/…`; structured records through `write`; request lines through pino-http
- * (request-log.ts) on `pino`. Header credentials are redacted by path (REDACTED_PATHS), and the
+ * `log/warn/…`; structured records through `write`; request lines straight on `pino`
+ * (request-log.ts). Header credentials are redacted by path (REDACTED_PATHS), and the
  * fields a caller passes to `write` that look secret by their key (`redact`), as a last line of
  * defence: callers are expected never to pass secrets in the first place. `sink` receives each
  * line instead of stdout (tests).
