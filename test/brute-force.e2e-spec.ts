@@ -274,7 +274,7 @@ class RedisRelay extends EventEmitter {
   let redis: Redis;
   beforeAll(async () => {
     await relay.start();
-    const env = { IDP_RATE_LIMIT: 'on', IDP_RATE_LIMIT_PROTOCOL: '60', IDP_RATE_LIMIT_PAGES: '30', REDIS_URL: relay.url, IDP_REDIS_PREFIX: prefix };
+    const env = { IDP_RATE_LIMIT: 'on', IDP_RATE_LIMIT_PROTOCOL: '60', IDP_RATE_LIMIT_PAGES: '30', IDP_RATE_LIMIT_ADMIN: '6000', REDIS_URL: relay.url, IDP_REDIS_PREFIX: prefix };
     a = await startServer(env, undefined, { clock });
     b = await startServer(env, undefined, { clock });
     redis = new Redis(REDIS_URL);
@@ -302,6 +302,23 @@ class RedisRelay extends EventEmitter {
     const keys = await redis.keys(`${prefix}rl:*`);
     expect(keys).toEqual([expect.stringMatching(new RegExp(`^${prefix}rl:protocol:`))]);
     expect([...a.logs, ...b.logs].filter((line) => UNREACHABLE.test(line))).toEqual([]);
+  });
+
+  it('takes a large limit from Redis in batches, and still holds it exactly across the servers', async () => {
+    // 6,000 a minute = 1,000 per window, taken in batches of 10 (1 %).
+    const burst = async (server: TestServer, n: number) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < n; i += 50) statuses.push(...(await statusesOf(server, 50, '/admin/clients')));
+      return statuses;
+    };
+    const onA = await burst(a, 600);
+    expect(count(onA, 429)).toBe(0);
+    const onB = await burst(b, 600);
+    expect(count(onB, 429)).toBe(200);
+    expect(onB.slice(0, 400).filter((status) => status === 429)).toEqual([]);
+    // 60 batches for A, 40 for B, and the one that found the limit reached: B refuses the rest itself.
+    const [key] = await redis.keys(`${prefix}rl:admin:*`);
+    expect(await redis.get(key)).toBe('1010');
   });
 
   it('when Redis stops, still answers every request, counted per replica, logged once; and shares again when it is back', async () => {

@@ -20,7 +20,7 @@ import type { Type, DynamicModule } from '@nestjs/common';
 import { ApiErrorFilter, Clock, IdpBootContext, IdpConfig, JsonLogger, PAGE_CSP_DIRECTIVES, PageErrorFilter, TokenErrorFilter, loadConfig, renderPage, uuidv7 } from '@idp/core';
 import { SESSION_IDLE_MS, SessionStore } from '@idp/session';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
-import { RateLimiter, rateLimited } from './rate-limit';
+import { RateLimiter } from './rate-limit';
 import { inputProblem } from './http-input';
 import { beginRequest } from './request-log';
 import { CorsPolicy } from './http/cors.policy';
@@ -89,8 +89,8 @@ export async function createIdentityApp(
   if (limiter) fastify.addHook('onClose', (_instance, done) => void limiter.close().then(() => done()));
   fastify.addHook('onRequest', (request, reply, done) => {
     beginRequest(logger, request, reply, pathOf(request.url), request.ip);
-    if (!limiter) return done();
-    void limiter.hit(pathOf(request.url), request.ip).then((retryAfter) => done(retryAfter === undefined ? undefined : rateLimited(retryAfter)));
+    if (limiter) limiter.check(pathOf(request.url), request.ip, done);
+    else done();
   });
   // Security headers: helmet, its middleware built once (@fastify/helmet 13.2.0 builds it again on
   // every request: 5 % of UserInfo's CPU, docs/performance.md).

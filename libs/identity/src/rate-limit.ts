@@ -26,6 +26,9 @@ function kindOf(path: string): Kind {
   return family === 'admin' ? 'admin' : family === 'pages' ? 'pages' : 'protocol';
 }
 
+/** What a bucket says of one request: undefined to serve it, else the seconds to wait (Retry-After); at once when it knows. */
+type Verdict = number | undefined;
+
 /**
  * Per-address rate limits on every public endpoint (CONTRACT §5), by rate-limiter-flexible: one
  * limiter per bucket (the protocol endpoints, the pages, the admin API), counting each address's
@@ -34,18 +37,18 @@ function kindOf(path: string): Kind {
  * to the admin API. Attacks that need volume (password guessing, secret guessing) are stopped much
  * earlier by the lockouts. The client address honours TRUST_PROXY.
  *
- * With REDIS_URL the counts live in Redis (RateLimiterRedis: one atomic script a request, keys
- * `<IDP_REDIS_PREFIX>rl:<bucket>:<address>` expiring with their window, on Redis's clock), so the
- * limits hold across replicas; an address over its limit is then refused by this replica without
- * asking Redis again until its window ends. While Redis cannot be reached (not connected, or no
- * answer within 500 ms) each request is counted here instead, with the same limits per replica
- * (the library's insuranceLimiter), never refused for it; the outage is logged once when it begins
- * and once when it ends. Without REDIS_URL, the counts are this replica's, on `clock` (by default
- * the clock of the application being created, BootClock, else the system's).
+ * Without REDIS_URL the counts are this replica's, on `clock` (by default the clock of the
+ * application being created, BootClock, else the system's). With REDIS_URL they live in Redis
+ * (RateLimiterRedis: one atomic script a call, keys `<IDP_REDIS_PREFIX>rl:<bucket>:<address>`
+ * expiring with their window, on Redis's clock), so the limits hold across replicas; a replica
+ * takes an address's requests from there in batches (Leases), so that most requests cost no call
+ * to Redis. While Redis cannot be reached (not connected, or no answer within 500 ms), requests are
+ * counted here instead, with the same limits per replica (the library's insuranceLimiter), never
+ * refused for it; the outage is logged once when it begins and once when it ends.
  */
 export class RateLimiter {
   private constructor(
-    private readonly limiters: Record<Kind, RateLimiterAbstract>,
+    private readonly buckets: Record<Kind, { take(key: string): Verdict | Promise<Verdict> }>,
     private readonly outage: Outage,
     private readonly redis?: Redis,
   ) {}
@@ -60,7 +63,11 @@ export class RateLimiter {
     };
     const memory = (kind: Kind, onUse?: () => void) => new ClockMemoryLimiter({ points: points[kind], duration: WINDOW_S, keyPrefix: `rl:${kind}`, storeClient: undefined }, clock, onUse);
     if (!config.redisUrl) {
-      return new RateLimiter({ protocol: memory('protocol'), pages: memory('pages'), admin: memory('admin') }, outage);
+      const counted = (kind: Kind) => {
+        const limiter = memory(kind);
+        return { take: (key: string) => limiter.consume(key).then(() => undefined, (refusal: unknown) => verdictOf(refusal, outage)) };
+      };
+      return new RateLimiter({ protocol: counted('protocol'), pages: counted('pages'), admin: counted('admin') }, outage);
     }
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: REDIS_CONNECT_MS, commandTimeout: REDIS_TIMEOUT_MS, enableAutoPipelining: true });
     redis.on('error', (err: Error) => outage.begin(err.message));
@@ -73,42 +80,110 @@ export class RateLimiter {
       const timer = setTimeout(settle, REDIS_CONNECT_MS);
       redis.once('ready', settle).once('error', settle);
     });
-    const shared = (kind: Kind) => new RateLimiterRedis({
+    const shared = (kind: Kind) => new Leases(new RateLimiterRedis({
       storeClient: redis,
       keyPrefix: `${config.redisPrefix}rl:${kind}`,
       points: points[kind],
       duration: WINDOW_S,
-      // An address over its limit is refused here, without Redis, until its window ends.
-      inMemoryBlockOnConsumed: points[kind] + 1,
       // Not connected: counted here at once (the insurance), rather than after a timeout.
       rejectIfRedisNotReady: true,
       insuranceLimiter: memory(kind, () => outage.fellBack()),
-    });
+    }), points[kind], clock, outage);
     await connected;
     return new RateLimiter({ protocol: shared('protocol'), pages: shared('pages'), admin: shared('admin') }, outage, redis);
   }
 
   /** Counts one request; undefined while within the limit, else the seconds until the address's window ends (Retry-After). Never rejects. */
-  hit(path: string, ip: string | undefined): Promise<number | undefined> {
-    const fallbacks = this.outage.fallbacks;
-    return this.limiters[kindOf(path)].consume(ip ?? 'unknown').then(
-      () => {
-        this.outage.answered(fallbacks);
-        return undefined;
-      },
-      (refusal: unknown) => {
-        if (refusal instanceof RateLimiterRes) return Math.max(1, Math.ceil(refusal.msBeforeNext / 1000));
-        // Not a refusal but a failure the insurance did not take: the request is served.
-        this.outage.begin(refusal instanceof Error ? refusal.message : String(refusal));
-        return undefined;
-      },
-    );
+  hit(path: string, ip: string | undefined): Verdict | Promise<Verdict> {
+    return this.buckets[kindOf(path)].take(ip ?? 'unknown');
+  }
+
+  /** `hit`, for a Fastify hook: `done()` to go on, or `done(rateLimited(…))`; at once when the answer is known here. */
+  check(path: string, ip: string | undefined, done: (refusal?: HttpException) => void): void {
+    const verdict = this.hit(path, ip);
+    if (typeof verdict === 'object') void verdict.then((retryAfter) => done(retryAfter === undefined ? undefined : rateLimited(retryAfter)));
+    else done(verdict === undefined ? undefined : rateLimited(verdict));
   }
 
   async close(): Promise<void> {
     if (!this.redis) return;
     if (this.redis.status === 'ready') await this.redis.quit().catch(() => this.redis!.disconnect());
     else this.redis.disconnect();
+  }
+}
+
+/** A limiter's refusal as Retry-After; a failure (which no insurance took) serves the request. */
+function verdictOf(refusal: unknown, outage: Outage): Verdict {
+  if (refusal instanceof RateLimiterRes) return retryAfter(refusal.msBeforeNext);
+  outage.begin(refusal instanceof Error ? refusal.message : String(refusal));
+  return undefined;
+}
+
+function retryAfter(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/**
+ * An address's requests taken from Redis in batches of 1 % of the limit (at least 1): a call to
+ * Redis counts a whole batch against the address at once, and this replica serves that many of the
+ * address's requests before it asks again (one call at a time per address; the requests that
+ * arrive meanwhile wait for it). When Redis finds the limit reached, the replica gets what was left
+ * of it, then refuses the address itself until the window ends. So the limit holds across replicas
+ * give or take the batches that replicas took and did not use before the window ended (each
+ * replica one at most, an address); with the default limits, 100 of 10,000 requests a window to
+ * the protocol endpoints. A batch lasts as long as the window it was taken from (`clock`).
+ */
+class Leases {
+  private readonly leases = new Map<string, { left: number; until: number; last: boolean }>();
+  private readonly asking = new Map<string, Promise<boolean>>();
+  private readonly batch: number;
+  private sweepAt = 0;
+
+  constructor(private readonly limiter: RateLimiterAbstract, private readonly points: number, private readonly clock: Clock, private readonly outage: Outage) {
+    this.batch = Math.max(1, Math.floor(points / 100));
+  }
+
+  take(key: string): Verdict | Promise<Verdict> {
+    const now = this.clock.now();
+    if (now >= this.sweepAt) this.sweep(now);
+    const lease = this.leases.get(key);
+    if (lease && now < lease.until) {
+      if (lease.left > 0) {
+        lease.left--;
+        return undefined;
+      }
+      if (lease.last) return retryAfter(lease.until - now);
+    }
+    return (this.asking.get(key) ?? this.ask(key, now)).then((counted) => (counted ? this.take(key) : undefined));
+  }
+
+  /** Takes a batch for `key`; false when the limiter failed (the request is served uncounted). */
+  private ask(key: string, now: number): Promise<boolean> {
+    const fallbacks = this.outage.fallbacks;
+    const asked = this.limiter.consume(key, this.batch).then(
+      (res) => {
+        this.outage.answered(fallbacks);
+        this.leases.set(key, { left: this.batch, until: now + Math.max(1, res.msBeforeNext), last: false });
+        return true;
+      },
+      (refusal: unknown) => {
+        if (!(refusal instanceof RateLimiterRes)) {
+          verdictOf(refusal, this.outage);
+          return false;
+        }
+        // The whole batch was counted: what the limit had left before it is this replica's, the last of the window.
+        const left = Math.min(this.batch, Math.max(0, this.points - (refusal.consumedPoints - this.batch)));
+        this.leases.set(key, { left, until: now + Math.max(1, refusal.msBeforeNext), last: true });
+        return true;
+      },
+    ).finally(() => this.asking.delete(key));
+    this.asking.set(key, asked);
+    return asked;
+  }
+
+  private sweep(now: number): void {
+    for (const [key, lease] of this.leases) if (lease.until <= now) this.leases.delete(key);
+    this.sweepAt = now + WINDOW_S * 1000;
   }
 }
 
