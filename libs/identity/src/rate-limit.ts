@@ -18,7 +18,6 @@ const REDIS_TIMEOUT_MS = 500;
 const REDIS_CONNECT_MS = 2000;
 
 type Kind = 'protocol' | 'pages' | 'admin';
-const KINDS: readonly Kind[] = ['protocol', 'pages', 'admin'];
 
 /** The bucket of a path, by the one route classification (so `/LOGIN` and `/login/` count as pages too). */
 function kindOf(path: string): Kind {
