@@ -17,6 +17,7 @@ export * from './clock';
 export * from './lockout';
 export * from './outbound';
 export * from './sqlite-gate';
+export * from './transactions';
 export * from './overrides';
 export * from './boot-context';
 export * from './scoped-storage';

@@ -15,7 +15,7 @@ import { Hardening1764200000000 } from './migrations/1764200000000-Hardening';
 import { KeyActivation1764300000000 } from './migrations/1764300000000-KeyActivation';
 import { LockoutLeases1764400000000 } from './migrations/1764400000000-LockoutLeases';
 import { AuditEvent } from './audit/audit-event.entity';
-import { Lockout } from '@idp/core';
+import { Lockout, SqliteTransactions } from '@idp/core';
 
 /** The single list of entities. An extension's entities are added by its own TypeOrmModule.forFeature. */
 export const ENTITIES = [SigningKey, User, Client, UsedAssertion, Api, ClientGrant, SessionRecord, Consent, AuthorizationCode, RefreshToken, RevokedToken, AuditEvent, Lockout];
@@ -85,6 +85,8 @@ export function dataSourceOptions(databaseUrl: string, opts: SqliteOptions = {})
       ...common,
       type: 'better-sqlite3',
       database: memory ? ':memory:' : resolve(path),
+      // One connection: transactions one at a time, statements from outside one held while it is open (inTransaction).
+      subscribers: [SqliteTransactions],
       // WAL lets readers proceed while one writer commits; wait up to 5 s for the write lock.
       enableWAL: !memory,
       timeout: 5000,
