@@ -1,5 +1,6 @@
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource, QueryRunner } from 'typeorm';
+import { inTransaction } from '@idp/core';
 import { READY_TIMEOUT_MS } from '../libs/identity/src/health.controller';
 import { TestServer, onPostgres, startServer } from './support/server';
 
@@ -7,7 +8,7 @@ import { TestServer, onPostgres, startServer } from './support/server';
  * GET /health/live and /health/ready (CONTRACT.md §6) on terminus: their bodies, and readiness
  * failing in the admin error format when the database is slower than READY_TIMEOUT_MS or gone.
  * The database is made slow for real: on SQLite an open transaction holds every other statement
- * (sqlite-gate.ts); on PostgreSQL every connection of the pool (10) is taken.
+ * (inTransaction, libs/core/src/transactions.ts); on PostgreSQL every connection of the pool (10) is taken.
  */
 
 const DOWN = { statusCode: 503, error: 'temporarily_unavailable', message: 'database is down' };
@@ -35,7 +36,7 @@ async function holdDatabase(ds: DataSource): Promise<() => Promise<void>> {
   const released = new Promise<void>((r) => (release = r));
   let entered!: () => void;
   const inside = new Promise<void>((r) => (entered = r));
-  const held = ds.transaction(async (m) => {
+  const held = inTransaction(ds, async (m) => {
     await m.query('SELECT 1');
     entered();
     await released;

@@ -3,7 +3,7 @@ import type { DynamicModule, ForwardReference, Type } from '@nestjs/common';
 import { Test, TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { CoreModule, IdpConfig, gateSqliteTransactions, loadConfig } from '@idp/core';
+import { CoreModule, IdpConfig, loadConfig } from '@idp/core';
 import { dataSourceOptions } from '@idp/identity';
 import { freshDatabase } from './server';
 
@@ -19,9 +19,9 @@ export interface LibTestingModule {
 /**
  * A Nest testing module of some libs, for their unit specs: the real CoreModule and a real
  * database, fresh for the module: SQLite in memory, or a new PostgreSQL schema when
- * TEST_DATABASE_URL is set (dropped at close). Migrations run, and SQLite transactions are gated
- * as the identity module does (gateSqliteTransactions), so concurrent requests behave as they do
- * in the server.
+ * TEST_DATABASE_URL is set (dropped at close). Migrations run; the options are the server's
+ * (dataSourceOptions: on SQLite, transactions kept apart by SqliteTransactions), so concurrent
+ * requests behave as they do in the server.
  */
 export async function libTestingModule(imports: (Type<unknown> | DynamicModule | ForwardReference)[], env: Record<string, string> = {}): Promise<LibTestingModule> {
   const db = await freshDatabase();
@@ -33,11 +33,7 @@ export async function libTestingModule(imports: (Type<unknown> | DynamicModule |
         CoreModule.forRoot(config),
         TypeOrmModule.forRootAsync({
           useFactory: () => ({ ...dataSourceOptions(db.url), migrationsRun: true }),
-          dataSourceFactory: async (options) => {
-            const ds = new DataSource(options!);
-            gateSqliteTransactions(ds);
-            return ds.initialize();
-          },
+          dataSourceFactory: (options) => new DataSource(options!).initialize(),
         }),
         ...imports,
       ],

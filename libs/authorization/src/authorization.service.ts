@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest as Request } from 'fastify';
-import { LessThan, Repository } from 'typeorm';
-import { After, Clock, DirectSql, DirectTable, IdpEvents, RowUpdate, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
+import { type EntityManager, IsNull, LessThan, Repository } from 'typeorm';
+import { Clock, IdpEvents, changedRows, OAuthError, PageRedirect, WrittenHere, accessDenied, randomToken, sha256, RequestContext } from '@idp/core';
 import { Consent, ConsentService } from '@idp/consent';
 import { Interactions, type SessionUser } from '@idp/session';
 import { AuthorizationCode } from './authorization-code.entity';
@@ -14,23 +14,21 @@ export const CODE_TTL_S = 60;
 @Injectable()
 export class AuthorizationService {
   private sweeps = 0;
-  /** Issuing, finding and redeeming codes: direct statements (DirectSql); the sweep stays on TypeORM. */
-  private readonly rows: DirectTable<AuthorizationCode>;
   /**
    * The codes issued here, until their first lookup: the token request that redeems a code moments
    * after /authorize finds it without reading it back (WrittenHere). The redemption's conditional
    * UPDATE still decides in the database whether the code is unused and unexpired.
    */
   private readonly issued = new WrittenHere<AuthorizationCode>();
+  private insertSql?: string;
+  private consumeSql?: string;
 
   constructor(
     @InjectRepository(AuthorizationCode) private readonly codes: Repository<AuthorizationCode>,
     private readonly consents: ConsentService,
     private readonly events: IdpEvents,
     private readonly clock: Clock,
-  ) {
-    this.rows = DirectSql.of(codes.manager.connection).table(AuthorizationCode);
-  }
+  ) {}
 
   /**
    * After the login: a code, or the consent page, or an error. The user's answer on the consent
@@ -72,11 +70,24 @@ export class AuthorizationService {
       auth_time: user.auth_time, sid: user.sid, amr: (user.amr ?? ['pwd']).join(' '),
       expires_at: new Date(now.getTime() + CODE_TTL_S * 1000), used_at: null, access_jti: null, access_exp: null, created_at: now,
     };
-    await this.rows.insert(row);
+    await this.insertCode(row);
     this.issued.put(row.code_hash, row, row.expires_at.getTime());
     if (++this.sweeps % 500 === 0) void this.sweep();
     await this.events.emit('authorization.code_issued', { clientId: ar.client.client_id, userId: user.sub, scope: ar.scopes.join(' '), audience: ar.api?.identifier }, ctx);
     return code;
+  }
+
+  /**
+   * The INSERT of every code issued, hand-written (a profile of the code flow put TypeORM's insert
+   * builder at several times the statement; and on SQLite the builder writes numbers such as
+   * auth_time into the SQL text, so that each code was a new statement to prepare). Every column,
+   * each value converted by TypeORM's driver as insert() converts it.
+   */
+  private async insertCode(row: AuthorizationCode): Promise<void> {
+    const { driver } = this.codes.manager.connection;
+    const columns = this.codes.metadata.columns;
+    this.insertSql ??= `INSERT INTO ${this.codes.metadata.tablePath} (${columns.map((c) => `"${c.databaseName}"`).join(', ')}) VALUES (${columns.map((c, i) => driver.createParameter(c.propertyName, i)).join(', ')})`;
+    await this.codes.query(this.insertSql, columns.map((c) => driver.preparePersistentValue(c.getEntityValue(row), c)));
   }
 
   /**
@@ -87,27 +98,34 @@ export class AuthorizationService {
   async findCode(code: string): Promise<AuthorizationCode | null> {
     if (code.length > 256) return null;
     const hash = sha256(code);
-    return this.issued.take(hash) ?? this.rows.findOne({ code_hash: hash });
+    return this.issued.take(hash) ?? this.codes.findOneBy({ code_hash: hash });
   }
 
   /**
-   * What redeems a code, run by the token grant in the write that adds the tokens issued from it:
-   * marks it used and records its access token (so a replay can revoke it) in one conditional
-   * UPDATE (`used_at IS NULL`) that exactly one of any number of concurrent redemptions can win, on
-   * SQLite (one writer at a time) and PostgreSQL (the row lock taken by UPDATE makes the losers
-   * re-check the condition and match nothing). A code is thus never used without its tokens being
-   * recorded, even when the database goes away half way. The UPDATE also requires the code to be
-   * unexpired in the database, which is the authority over what findCode may have answered from
-   * memory.
+   * Redeems a code, in `m`: the token grant's transaction that adds the tokens issued from it (so
+   * both are written, or neither; a code is never used without its tokens being recorded, even when
+   * the database goes away half way). Marks it used and records its access token (so a replay can
+   * revoke it) in one conditional UPDATE (`used_at IS NULL AND expires_at > now`) that exactly one
+   * of any number of concurrent redemptions can win, on SQLite (one transaction at a time) and
+   * PostgreSQL (the row lock taken by the UPDATE, held until the commit, makes the losers re-check
+   * the condition and match nothing). The row count decides: whether this redemption used the code
+   * (false: another used it first, or it expired or went). The database is thus the authority over
+   * what findCode may have answered from memory. Hand-written, as the INSERT (insertCode), each
+   * date converted by TypeORM's driver as update() converts it.
    */
-  redemption(codeHash: string, access: { jti: string; exp: number }): RowUpdate<AuthorizationCode> {
+  async consumeCode(m: EntityManager, codeHash: string, access: { jti: string; exp: number }): Promise<boolean> {
+    const { driver } = m.connection;
+    const meta = this.codes.metadata;
+    const p = (i: number) => driver.createParameter(`p${i}`, i);
+    this.consumeSql ??= `UPDATE ${meta.tablePath} SET "used_at" = ${p(0)}, "access_jti" = ${p(1)}, "access_exp" = ${p(2)} WHERE "code_hash" = ${p(3)} AND "used_at" IS NULL AND "expires_at" > ${p(4)}`;
+    const date = (d: Date) => driver.preparePersistentValue(d, meta.findColumnWithPropertyName('used_at')!);
     const now = this.clock.date();
-    return { table: this.rows, where: { code_hash: codeHash, used_at: null, expires_at: new After(now) }, set: { used_at: now, access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
+    return (await changedRows(m, this.consumeSql, [date(now), access.jti, date(new Date(access.exp * 1000)), codeHash, date(now)])) === 1;
   }
 
   /** A failed redemption attempt uses the code up (a code gets one attempt). */
   async burnCode(codeHash: string): Promise<void> {
-    await this.rows.update({ code_hash: codeHash, used_at: null }, { used_at: this.clock.date() });
+    await this.codes.update({ code_hash: codeHash, used_at: IsNull() }, { used_at: this.clock.date() });
   }
 
   /** Expired codes are kept a day (to recognize replays) and then deleted. */

@@ -1,7 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { Clock, DirectSql, IdpEvents, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
+import { Clock, IdpEvents, inTransaction, isUniqueViolation, uuidv7, RequestContext } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { Consent, ConsentScopes } from './consent.entity';
 
@@ -18,6 +18,8 @@ const OIDC = new Set(['openid', 'profile', 'email', 'offline_access', 'address',
 /** Remembered consents: a user's grant to a client, per audience. */
 @Injectable()
 export class ConsentService {
+  private findSql?: string;
+
   constructor(@InjectDataSource() private readonly db: DataSource, private readonly events: IdpEvents, private readonly clock: Clock) {}
 
   /**
@@ -40,7 +42,7 @@ export class ConsentService {
   async grant(req: ConsentRequest, ctx?: RequestContext): Promise<Consent> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const consent = await this.db.transaction(async (m) => {
+        const consent = await inTransaction(this.db, async (m) => {
           const repo = m.getRepository(Consent);
           const now = this.clock.date();
           // On PostgreSQL the row is locked (FOR UPDATE) so concurrent grants merge instead of one
@@ -71,9 +73,21 @@ export class ConsentService {
     }
   }
 
-  find(userId: string, clientId: string): Promise<Consent | null> {
-    // On every /authorize: a direct statement (DirectSql), not the query builder.
-    return DirectSql.of(this.db).table(Consent).findOne({ user_id: userId, client_id: clientId });
+  /**
+   * The user's consent for the client, read on every /authorize: one hand-written SELECT by the
+   * unique (user_id, client_id) index (a profile of the code flow put TypeORM's find, which builds
+   * the query and maps the row anew each time, at several times the statement), each column
+   * converted by TypeORM's driver as find() converts it.
+   */
+  async find(userId: string, clientId: string): Promise<Consent | null> {
+    const { driver } = this.db;
+    const meta = this.db.getMetadata(Consent);
+    this.findSql ??= `SELECT ${meta.columns.map((c) => `"${c.databaseName}"`).join(', ')} FROM ${meta.tablePath} WHERE "user_id" = ${driver.createParameter('user_id', 0)} AND "client_id" = ${driver.createParameter('client_id', 1)}`;
+    const [raw] = (await this.db.query(this.findSql, [userId, clientId])) as Record<string, unknown>[];
+    if (!raw) return null;
+    const consent = {} as Record<string, unknown>;
+    for (const c of meta.columns) consent[c.propertyName] = driver.prepareHydratedValue(raw[c.databaseName], c);
+    return consent as unknown as Consent;
   }
 
   listForUser(userId: string): Promise<Consent[]> {

@@ -6,7 +6,6 @@ import { dataSourceOptions } from '@idp/identity';
 import { TEST_REDIS_URL as REDIS_URL, redisUp } from '../../../test/support/redis';
 import { ManualClock, SystemClock } from './clock';
 import { loadConfig } from './config';
-import { gateSqliteTransactions } from './sqlite-gate';
 import { sha256 } from './crypto';
 import {
   Counter, DatabaseLockoutStore, EMPTY_COUNTER, LEASE_EPOCH_MS, LEASE_MARGIN_MS, Lockout, LockoutService, LockoutStore, RedisLockoutStore, fail, lease, reset, rolled,
@@ -115,7 +114,6 @@ interface StoreFixture {
 const fixtures: [string, () => Promise<StoreFixture>][] = [
   ['DatabaseLockoutStore on SQLite', async () => {
     const ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
-    gateSqliteTransactions(ds);
     return { stores: [new DatabaseLockoutStore(ds), new DatabaseLockoutStore(ds)], close: () => ds.destroy() };
   }],
   ...(PG_URL
@@ -212,7 +210,6 @@ describe('LockoutService', () => {
   const clock = new ManualClock();
   beforeAll(async () => {
     ds = await new DataSource({ ...dataSourceOptions('sqlite::memory:'), migrationsRun: true }).initialize();
-    gateSqliteTransactions(ds);
     service = new LockoutService(ds, loadConfig({ IDP_LOCKOUT_THRESHOLD: '3', IDP_LOCKOUT_IP_THRESHOLD: '100', IDP_LOCKOUT_SECONDS: '60' }), clock);
     const update = service.store.update.bind(service.store);
     service.store.update = ((...args: Parameters<LockoutStore['update']>) => {

@@ -6,6 +6,7 @@ import { Clock, SystemClock } from './clock';
 import { IdpConfig } from './config';
 import { sha256 } from './crypto';
 import { retryOnDbConflict } from './db-errors';
+import { inTransaction } from './transactions';
 
 /**
  * A failure counter (CONTRACT §5): a sign-in or client-authentication key and how often it failed
@@ -193,7 +194,7 @@ export class DatabaseLockoutStore implements LockoutStore {
     const t = this.table;
     const now = this.date(this.clock.now());
     return retryOnDbConflict(() =>
-      this.db.transaction(async (m) => {
+      inTransaction(this.db, async (m) => {
         // Takes every row (a no-op update locks one that exists) in key order, and reads it back.
         const values: unknown[] = [];
         const rows = sorted.map((k) => {

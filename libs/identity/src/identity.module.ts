@@ -1,6 +1,6 @@
 import { DynamicModule, Module, Type } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { CoreModule, IdpConfig, gateSqliteTransactions } from '@idp/core';
+import { CoreModule, IdpConfig } from '@idp/core';
 import type { UserStore } from '@idp/users';
 import type { ApiScope } from '@idp/resources';
 import { DataSource } from 'typeorm';
@@ -74,7 +74,6 @@ export class IdentityModule {
           },
           dataSourceFactory: async (options) => {
             const ds = new DataSource(options!);
-            gateSqliteTransactions(ds);
             await ds.initialize();
             try {
               await runMigrations(ds);

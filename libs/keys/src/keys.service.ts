@@ -4,7 +4,7 @@ import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair, sign as 
 import { promisify } from 'node:util';
 import { DataSource, EntityManager } from 'typeorm';
 import { JWTPayload, JWTVerifyResult, calculateJwkThumbprint, compactVerify, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
-import { Clock, IdpConfig, IdpEvents, RequestContext } from '@idp/core';
+import { Clock, IdpConfig, IdpEvents, RequestContext, inTransaction } from '@idp/core';
 import { KeyStatus, SigningKey } from './signing-key.entity';
 import { KeyChangeListener, NOTIFY_KEYS_CHANGED } from './key-change-listener';
 
@@ -223,7 +223,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     const alg = this.config.signingAlg;
     const [signer, next] = await Promise.all([wanted.signer ? this.newKey(alg) : undefined, wanted.next ? this.newKey(alg) : undefined]);
     const written: string[] = [];
-    await this.db.transaction(async (m) => {
+    await inTransaction(this.db, async (m) => {
       await this.lock(m);
       const repo = m.getRepository(SigningKey);
       const at = this.clock.now();
@@ -359,7 +359,7 @@ export class KeysService implements OnModuleInit, OnModuleDestroy {
     const haveNext = [...this.keys.values()].some((k) => k.activatesAt === null && !k.publishUntil && k.alg === alg);
     const [fresh, next] = await Promise.all([haveNext ? undefined : this.newKey(alg), this.newKey(alg)]);
     let scheduled!: { kid: string; activatesAt: number; previousKid?: string };
-    await this.db.transaction(async (m) => {
+    await inTransaction(this.db, async (m) => {
       await this.lock(m);
       const repo = m.getRepository(SigningKey);
       const now = this.clock.now();

@@ -1,6 +1,6 @@
 import { Store, type SessionData } from 'express-session';
 import { LessThan, Repository } from 'typeorm';
-import { DirectSql, DirectTable, sha256 } from '@idp/core';
+import { sha256 } from '@idp/core';
 import { SessionRecord } from './session.entity';
 
 const DEFAULT_TTL_MS = 24 * 3600 * 1000;
@@ -14,13 +14,11 @@ export class TypeOrmSessionStore extends Store {
   private readonly timer: NodeJS.Timeout;
   /** The expiry last read or written here, per hashed session id (to skip needless touches). */
   private readonly expiries = new Map<string, number>();
-
-  /** The per-request reads and writes, on the driver (DirectSql); the sweep stays on TypeORM. */
-  private readonly rows: DirectTable<SessionRecord>;
+  private readSql?: string;
+  private writeSql?: string;
 
   constructor(private readonly repo: Repository<SessionRecord>) {
     super();
-    this.rows = DirectSql.of(repo.manager.connection).table(SessionRecord);
     // Expired rows are swept every 10 minutes (a read also ignores them).
     this.timer = setInterval(() => void this.repo.delete({ expires_at: LessThan(new Date()) }).catch(() => undefined), 10 * 60_000);
     this.timer.unref();
@@ -32,14 +30,44 @@ export class TypeOrmSessionStore extends Store {
 
   get(sid: string, cb: (err: unknown, session?: SessionData | null) => void): void {
     const key = sha256(sid);
-    this.rows
-      .findOne({ sid_hash: key })
+    this.read(key)
       .then((row) => cb(null, this.live(key, row)))
       .catch((err) => cb(err));
   }
 
+  /**
+   * The stored row's data and expiry, read on every page request: one hand-written SELECT by the
+   * primary key (a profile of the code flow put TypeORM's find, which builds the query and maps the
+   * row anew each time, at several times the statement), the expiry converted by TypeORM's driver
+   * as find() converts it.
+   */
+  private async read(key: string): Promise<Pick<SessionRecord, 'data' | 'expires_at'> | null> {
+    const { driver } = this.repo.manager.connection;
+    const meta = this.repo.metadata;
+    this.readSql ??= `SELECT "data", "expires_at" FROM ${meta.tablePath} WHERE "sid_hash" = ${driver.createParameter('sid_hash', 0)}`;
+    const [raw] = (await this.repo.query(this.readSql, [key])) as { data: string; expires_at: unknown }[];
+    return raw ? { data: raw.data, expires_at: driver.prepareHydratedValue(raw.expires_at, meta.findColumnWithPropertyName('expires_at')!) } : null;
+  }
+
+  /**
+   * Stores a session, new or not: written on every page response of a rolling session, so one
+   * hand-written upsert (INSERT … ON CONFLICT (sid_hash) DO UPDATE, on SQLite and PostgreSQL; a
+   * profile of the code flow put TypeORM's upsert builder at several times the statement), each
+   * value converted by TypeORM's driver as upsert() converts it.
+   */
+  private async write(row: SessionRecord): Promise<void> {
+    const { driver } = this.repo.manager.connection;
+    const { columns, tablePath } = this.repo.metadata;
+    if (!this.writeSql) {
+      const names = columns.map((c) => `"${c.databaseName}"`);
+      const updated = names.filter((n) => n !== '"sid_hash"').map((n) => `${n} = excluded.${n}`);
+      this.writeSql = `INSERT INTO ${tablePath} (${names.join(', ')}) VALUES (${columns.map((c, i) => driver.createParameter(c.propertyName, i)).join(', ')}) ON CONFLICT ("sid_hash") DO UPDATE SET ${updated.join(', ')}`;
+    }
+    await this.repo.query(this.writeSql, columns.map((c) => driver.preparePersistentValue(c.getEntityValue(row), c)));
+  }
+
   /** A stored row's session, or null when there is none or it expired. */
-  private live(key: string, row: SessionRecord | null): SessionData | null {
+  private live(key: string, row: Pick<SessionRecord, 'data' | 'expires_at'> | null): SessionData | null {
     if (!row || row.expires_at.getTime() <= Date.now()) return null;
     this.remember(key, row.expires_at.getTime());
     return JSON.parse(row.data) as SessionData;
@@ -49,8 +77,7 @@ export class TypeOrmSessionStore extends Store {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
     const userId = (session as { user?: { sub?: string } }).user?.sub ?? null;
     const key = sha256(sid);
-    this.rows
-      .upsert({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId }, ['sid_hash'])
+    this.write({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId })
       .then(() => {
         this.remember(key, expires.getTime());
         cb?.();
@@ -61,7 +88,7 @@ export class TypeOrmSessionStore extends Store {
   destroy(sid: string, cb?: (err?: unknown) => void): void {
     const key = sha256(sid);
     this.forget(key);
-    this.rows
+    this.repo
       .delete({ sid_hash: key })
       .then(() => cb?.())
       .catch((err) => cb?.(err));
@@ -80,7 +107,7 @@ export class TypeOrmSessionStore extends Store {
       cb?.();
       return;
     }
-    this.rows
+    this.repo
       .update({ sid_hash: key }, { expires_at: expires })
       .then(() => {
         this.remember(key, expires.getTime());

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, IsNull, LessThan } from 'typeorm';
-import { Clock } from '@idp/core';
+import { Clock, inTransaction } from '@idp/core';
 import { RefreshToken } from './refresh-token.entity';
 import { RevokedToken } from './revoked-token.entity';
 
@@ -56,7 +56,7 @@ export class RevocationService {
       const members = await repo.find({ where: { family_id: In(familyIds) } });
       await this.revokeAccess(members.map((r) => ({ jti: r.access_jti, exp: r.access_exp })), em);
     };
-    return m ? run(m) : this.db.transaction(run);
+    return m ? run(m) : inTransaction(this.db, run);
   }
 
   /** Revokes everything a user's grant to a client produced (consent revoked). */
@@ -67,7 +67,7 @@ export class RevocationService {
 
   /** Revokes the refresh tokens and access token that came from a replayed code (RFC 6749 §4.1.2). */
   async revokeForCode(codeHash: string, access: { jti: string | null; exp: Date | null }): Promise<void> {
-    await this.db.transaction(async (m) => {
+    await inTransaction(this.db, async (m) => {
       const rows = await m.getRepository(RefreshToken).find({ select: { family_id: true }, where: { code_hash: codeHash } });
       await this.revokeFamilies([...new Set(rows.map((r) => r.family_id))], m);
       await this.revokeAccess([access], m);

@@ -47,13 +47,13 @@ export class AuthorizationCodeGrant implements GrantHandler {
     const api = code.audience ? await this.resources.findByIdentifier(code.audience) : null;
     if (code.audience && !api) return refuse('the API of this code no longer exists');
 
-    // The code is marked used in the write that adds the tokens: both, or neither.
+    // The code is marked used in the transaction that adds the tokens: both, or neither.
     try {
       return await this.tokens.issue(
         { client, user, scopes: code.scopes, api, authTime: code.auth_time, sid: code.sid, amr: code.amr.split(' '), nonce: code.nonce, grantType: 'authorization_code', codeHash: code.code_hash },
         req,
         ctx,
-        (access) => this.authorization.redemption(code.code_hash, access),
+        (m, access) => this.authorization.consumeCode(m, code.code_hash, access),
       );
     } catch (err) {
       if (!(err instanceof UsedUp)) throw err;

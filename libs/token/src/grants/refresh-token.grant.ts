@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { Repository } from 'typeorm';
-import { After, Clock, DirectSql, DirectTable, IdpEvents, RequestContext, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
+import { type EntityManager, IsNull, MoreThan, Repository } from 'typeorm';
+import { Clock, IdpEvents, RequestContext, invalidGrant, invalidRequest, invalidScope } from '@idp/core';
 import type { Client } from '@idp/clients';
 import { ResourcesService } from '@idp/resources';
 import { UserStore } from '@idp/users';
@@ -23,11 +23,8 @@ const invalid = () => invalidGrant('the refresh token is invalid, expired or rev
 @GrantHandler({ name: 'refresh_token' })
 @Injectable()
 export class RefreshTokenGrant implements GrantHandler {
-  /** The per-request reads and writes: direct statements (DirectSql). */
-  private readonly rows: DirectTable<RefreshToken>;
-
   constructor(
-    @InjectRepository(RefreshToken) refreshTokens: Repository<RefreshToken>,
+    @InjectRepository(RefreshToken) private readonly refreshTokens: Repository<RefreshToken>,
     private readonly users: UserStore,
     private readonly resources: ResourcesService,
     private readonly revocation: RevocationService,
@@ -35,15 +32,13 @@ export class RefreshTokenGrant implements GrantHandler {
     private readonly issuer: TokenIssuer,
     private readonly events: IdpEvents,
     private readonly clock: Clock,
-  ) {
-    this.rows = DirectSql.of(refreshTokens.manager.connection).table(RefreshToken);
-  }
+  ) {}
 
   async handle(req: TokenRequest, client: Client, ctx?: RequestContext): Promise<TokenResponse> {
     if (!req.refresh_token) throw invalidRequest('refresh_token is required');
     const hash = this.issuer.hashRefreshToken(req.refresh_token);
     // Issued by this replica and not looked up since: its row as written (UserTokens), else the database's.
-    const row = this.tokens.takeIssuedRefresh(hash) ?? (await this.rows.findOne({ token_hash: hash }));
+    const row = this.tokens.takeIssuedRefresh(hash) ?? (await this.refreshTokens.findOneBy({ token_hash: hash }));
     if (!row || row.client_id !== client.client_id) throw invalid();
     if (row.revoked_at) throw invalid();
     if (row.expires_at.getTime() < this.clock.now()) throw invalid();
@@ -75,31 +70,29 @@ export class RefreshTokenGrant implements GrantHandler {
         {
           client, user, scopes, api, authTime: row.auth_time, sid: row.sid, amr: row.amr.split(' '), grantType: 'refresh_token',
           family: { id: row.family_id, expiresAt: row.expires_at }, codeHash: row.code_hash ?? undefined,
-          refreshScopes: row.scopes, noNewRefresh: !rotate,
+          refreshScopes: row.scopes, noNewRefresh: !rotate, rotates: rotate ? hash : undefined,
         },
         req,
         ctx,
-        // With rotation, the conditional UPDATE that uses the presented token up is one atomic
-        // write with the new token's INSERT: exactly one of concurrent uses wins it. It also holds
-        // the row until the commit, so a revocation under way either committed first (no row
-        // matches: nothing is added) or waits for this commit and then finds the new token too
-        // (RevocationService.revokeFamilies). Without rotation, the new access token is recorded.
-        // Either way the UPDATE requires the token unrevoked and unexpired in the database, the
-        // authority over a row read from memory (UserTokens.takeIssuedRefresh).
-        (access) => {
-          const now = this.clock.date();
-          return rotate
-            ? { table: this.rows, where: { token_hash: hash, used_at: null, revoked_at: null, expires_at: new After(now) }, set: { used_at: now } }
-            : { table: this.rows, where: { token_hash: hash, revoked_at: null, expires_at: new After(now) }, set: { access_jti: access.jti, access_exp: new Date(access.exp * 1000) } };
-        },
+        // Without rotation, the new access token is recorded on the presented refresh token.
+        rotate ? undefined : (m, access) => this.recordAccessToken(m, hash, access),
       );
     } catch (err) {
       if (!(err instanceof UsedUp)) throw err;
       // Another use won, or a revocation (or the expiry) came first: read the row again to tell which.
-      const now = await this.rows.findOne({ token_hash: hash });
+      const now = await this.refreshTokens.findOneBy({ token_hash: hash });
       if (rotate && now?.used_at && !now.revoked_at) return this.reused(client, row, ctx);
       throw invalid(); // revoked or expired meanwhile (its family with it), or gone
     }
+  }
+
+  /** Without rotation: records the new access token on the presented refresh token, if it is still unrevoked and unexpired (the row count decides). */
+  private async recordAccessToken(m: EntityManager, hash: string, access: { jti: string; exp: number }): Promise<boolean> {
+    const { affected } = await m.getRepository(RefreshToken).update(
+      { token_hash: hash, revoked_at: IsNull(), expires_at: MoreThan(this.clock.date()) },
+      { access_jti: access.jti, access_exp: new Date(access.exp * 1000) },
+    );
+    return affected === 1;
   }
 
   /** A used refresh token presented again: the whole family is revoked, and the reuse announced. */

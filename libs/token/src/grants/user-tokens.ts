@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, type ObjectLiteral } from 'typeorm';
-import { Clock, DirectSql, DirectTable, IdpEvents, RequestContext, RowUpdate, WrittenHere, uuidv7 } from '@idp/core';
+import { DataSource, type EntityManager } from 'typeorm';
+import { Clock, IdpEvents, RequestContext, WrittenHere, changedRows, inTransaction, uuidv7 } from '@idp/core';
 import type { Client } from '@idp/clients';
 import type { Api } from '@idp/resources';
 import type { IdpUser as User } from '@idp/users';
@@ -37,6 +37,8 @@ export interface UserGrant {
   refreshScopes?: string[];
   /** Issue no new refresh token (refresh without rotation: the presented one stays valid). */
   noNewRefresh?: boolean;
+  /** The hash of the refresh token these tokens rotate: used up in the write that adds its successor (rotateRefreshToken). */
+  rotates?: string;
   codeHash?: string;
 }
 
@@ -46,7 +48,6 @@ export interface UserGrant {
  */
 @Injectable()
 export class UserTokens {
-  private readonly refreshRows: DirectTable<RefreshToken>;
   /**
    * The refresh tokens issued here, until their first lookup (WrittenHere): a refresh presented to
    * the replica that issued it, while it is still among the last 5,000 issued (some 11 MiB), is not
@@ -54,10 +55,10 @@ export class UserTokens {
    * unused, unrevoked and unexpired.
    */
   private readonly issuedRefresh = new WrittenHere<RefreshToken>(5_000);
+  private insertSql?: string;
+  private rotateSql?: { useUp: string; useUpAndAdd: string };
 
-  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() db: DataSource, private readonly clock: Clock) {
-    this.refreshRows = DirectSql.of(db).table(RefreshToken);
-  }
+  constructor(private readonly issuer: TokenIssuer, private readonly events: IdpEvents, @InjectDataSource() private readonly db: DataSource, private readonly clock: Clock) {}
 
   /**
    * Refresh tokens only with offline_access granted, the refresh_token grant registered, and the
@@ -91,13 +92,13 @@ export class UserTokens {
   }
 
   /**
-   * Signs the tokens, then writes the new refresh token and uses up what they are issued for
-   * (`useUp`: the code, or the presented refresh token) atomically (DirectTable.updateThenInsert:
-   * one statement on PostgreSQL), and announces the issuance after the commit. Throws UsedUp,
-   * writing nothing, when `useUp` matches no row (another request used it first). `ctx`: the
-   * token request's context, for the event.
+   * Signs the tokens, then writes the new refresh token and uses up what they are issued for, both
+   * or neither: the refresh token they rotate (`g.rotates`, rotateRefreshToken), or what `useUp`
+   * uses up in the transaction `m` it is given (the code; true when it did). Announces the issuance
+   * after the commit. Throws UsedUp, writing nothing, when nothing was used up (another request did
+   * first). `ctx`: the token request's context, for the event.
    */
-  async issue<X extends ObjectLiteral>(g: UserGrant, req: TokenRequest, ctx: RequestContext | undefined, useUp?: (access: IssuedAccessToken) => RowUpdate<X>): Promise<TokenResponse> {
+  async issue(g: UserGrant, req: TokenRequest, ctx: RequestContext | undefined, useUp?: (m: EntityManager, access: IssuedAccessToken) => Promise<boolean>): Promise<TokenResponse> {
     const { audience, scope } = this.accessTokenTarget(g);
     const access = await this.issuer.accessToken({
       client: g.client, sub: g.user.id, audience, scope, lifetime: g.api?.token_lifetime ?? USERINFO_TOKEN_LIFETIME,
@@ -111,7 +112,7 @@ export class UserTokens {
       });
     }
     const refresh = this.mayRefresh(g, req) ? this.issuer.refreshToken() : undefined;
-    let row: Partial<RefreshToken> | undefined;
+    let row: RefreshToken | undefined;
     if (refresh) {
       const now = this.clock.date();
       row = {
@@ -121,16 +122,74 @@ export class UserTokens {
         used_at: null, revoked_at: null, access_jti: access.jti, access_exp: new Date(access.exp * 1000),
       };
     }
-    const use = useUp?.(access);
-    if (use) {
-      const done = row ? await use.table.updateThenInsert(use.where, use.set, this.refreshRows, row) : (await use.table.update(use.where, use.set)) === 1;
+    if (g.rotates) {
+      if (!(await this.rotateRefreshToken(g.rotates, row))) throw new UsedUp();
+    } else if (useUp) {
+      const added = row;
+      const done = added
+        ? await inTransaction(this.db, async (m) => {
+            if (!(await useUp(m, access))) return false;
+            await this.addRefreshToken(m, added);
+            return true;
+          })
+        : await useUp(this.db.manager, access);
       if (!done) throw new UsedUp();
     } else if (row) {
-      await this.refreshRows.insert(row);
+      await this.addRefreshToken(this.db.manager, row);
     }
-    if (row) this.issuedRefresh.put(row.token_hash!, { ...(row as RefreshToken), scopes: [...row.scopes!] }, row.expires_at!.getTime());
+    if (row) this.issuedRefresh.put(row.token_hash, { ...row, scopes: [...row.scopes] }, row.expires_at.getTime());
     if (refresh) response.refresh_token = refresh.token;
     await this.events.emit('token.issued', access.event, ctx);
     return response;
+  }
+
+  /**
+   * The INSERT of every refresh token issued, in `m` (the transaction that uses up what it is issued
+   * for, or none), hand-written (a profile of the code flow and of refresh put TypeORM's insert
+   * builder at several times the statement; and on SQLite the builder writes numbers such as
+   * auth_time into the SQL text, so that each token was a new statement to prepare). Every column,
+   * each value converted by TypeORM's driver as insert() converts it.
+   */
+  private async addRefreshToken(m: EntityManager, row: RefreshToken): Promise<void> {
+    const { driver } = this.db;
+    const meta = this.db.getMetadata(RefreshToken);
+    this.insertSql ??= `INSERT INTO ${meta.tablePath} (${meta.columns.map((c) => `"${c.databaseName}"`).join(', ')}) VALUES (${meta.columns.map((c, i) => driver.createParameter(c.propertyName, i)).join(', ')})`;
+    await m.query(this.insertSql, meta.columns.map((c) => driver.preparePersistentValue(c.getEntityValue(row), c)));
+  }
+
+  /**
+   * Rotation: uses up the presented refresh token (`presented`, its hash) and adds its successor
+   * (when one is issued), both or neither. One conditional UPDATE (`used_at IS NULL AND revoked_at
+   * IS NULL AND expires_at > now`) that exactly one of concurrent uses wins (the row count
+   * decides); it requires the token unrevoked and unexpired in the database, the authority over a
+   * row read from memory (takeIssuedRefresh). Hand-written (a profile of refresh put TypeORM's
+   * builders at several times the statement). On PostgreSQL one statement, `WITH used AS (UPDATE …
+   * RETURNING 1) INSERT … SELECT … FROM used`: one round trip instead of BEGIN, UPDATE, INSERT and
+   * COMMIT, with the UPDATE's row lock held until the INSERT commits with it, so a revocation under
+   * way either committed first (no row matches: nothing is added) or waits for this commit and then
+   * finds the new token too (RevocationService.revokeFamilies). On SQLite (no UPDATE in a WITH) one
+   * transaction. Whether this use won.
+   */
+  private async rotateRefreshToken(presented: string, successor: RefreshToken | undefined): Promise<boolean> {
+    const { driver } = this.db;
+    const meta = this.db.getMetadata(RefreshToken);
+    const p = (i: number) => driver.createParameter(`p${i}`, i);
+    const update = `UPDATE ${meta.tablePath} SET "used_at" = ${p(0)} WHERE "token_hash" = ${p(1)} AND "used_at" IS NULL AND "revoked_at" IS NULL AND "expires_at" > ${p(2)}`;
+    // The INSERT's SELECT leaves its parameters' types to the target columns.
+    this.rotateSql ??= {
+      useUp: update,
+      useUpAndAdd: `WITH used AS (${update} RETURNING 1) INSERT INTO ${meta.tablePath} (${meta.columns.map((c) => `"${c.databaseName}"`).join(', ')}) SELECT ${meta.columns.map((c, i) => p(i + 3)).join(', ')} FROM used`,
+    };
+    const now = driver.preparePersistentValue(this.clock.date(), meta.findColumnWithPropertyName('used_at')!);
+    if (!successor) return (await changedRows(this.db.manager, this.rotateSql.useUp, [now, presented, now])) === 1;
+    if (this.db.options.type === 'postgres') {
+      const values = meta.columns.map((c) => driver.preparePersistentValue(c.getEntityValue(successor), c));
+      return (await changedRows(this.db.manager, this.rotateSql.useUpAndAdd, [now, presented, now, ...values])) === 1;
+    }
+    return inTransaction(this.db, async (m) => {
+      if ((await changedRows(m, this.rotateSql!.useUp, [now, presented, now])) !== 1) return false;
+      await this.addRefreshToken(m, successor);
+      return true;
+    });
   }
 }
