@@ -72,12 +72,15 @@ export class AuditService implements OnModuleInit, OnModuleDestroy {
     const previous = this.writing;
     this.writing = (async () => {
       await previous;
+      // At most INSERT_BATCH rows a statement (a buffer kept through failed writes may hold thousands).
+      let at = 0;
       try {
-        // At most INSERT_BATCH rows a statement (a buffer kept through failed writes may hold thousands).
-        for (let at = 0; at < rows.length; at += INSERT_BATCH) await this.insertBatch(rows.slice(at, at + INSERT_BATCH));
+        for (; at < rows.length; at += INSERT_BATCH) await this.insertBatch(rows.slice(at, at + INSERT_BATCH));
       } catch (err) {
-        this.logger.write('error', `audit write failed: ${(err as Error).message}`, { events: rows.length });
-        if (this.buffer.length < 10_000) this.buffer.unshift(...rows);
+        // The statements before the failed one are written: only the rest is kept.
+        const unwritten = rows.slice(at);
+        this.logger.write('error', `audit write failed: ${(err as Error).message}`, { events: unwritten.length });
+        if (this.buffer.length < 10_000) this.buffer.unshift(...unwritten);
       }
     })();
     return this.writing;
