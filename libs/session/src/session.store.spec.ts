@@ -65,4 +65,19 @@ describe(`TypeOrmSessionStore (${onPostgres ? 'PostgreSQL' : 'SQLite'})`, () => 
     expect((await row()).expires_at.getTime()).toBe(t + TOUCH_INTERVAL_MS + 2000);
     other.close();
   });
+
+  it('does not write a rolling session again whose data is unchanged and whose expiry moves less than the touch interval (set, as @fastify/session saves it)', async () => {
+    const t = Date.now() + 3600_000;
+    await call((cb) => store.set('sid-3', session(t), cb));
+    await call((cb) => store.set('sid-3', session(t + TOUCH_INTERVAL_MS - 1000), cb));
+    expect((await row()).expires_at.getTime()).toBe(t);
+    // Changed data is written at once, whatever the expiry.
+    const changed = { ...session(t + 1000), csrf: 'new' } as SessionData;
+    await call((cb) => store.set('sid-3', changed, cb));
+    expect((await row()).expires_at.getTime()).toBe(t + 1000);
+    expect(JSON.parse((await row()).data).csrf).toBe('new');
+    // An expiry that moves by more than the interval is written too.
+    await call((cb) => store.set('sid-3', { ...changed, cookie: { expires: new Date(t + TOUCH_INTERVAL_MS + 2000), originalMaxAge: 3600_000 } } as unknown as SessionData, cb));
+    expect((await row()).expires_at.getTime()).toBe(t + TOUCH_INTERVAL_MS + 2000);
+  });
 });

@@ -14,6 +14,8 @@ export class TypeOrmSessionStore extends Store {
   private readonly timer: NodeJS.Timeout;
   /** The expiry last read or written here, per hashed session id (to skip needless touches). */
   private readonly expiries = new Map<string, number>();
+  /** The hash of the data (without the cookie) last read or written here, per hashed session id (to skip rewriting it unchanged). */
+  private readonly contents = new Map<string, string>();
   private readSql?: string;
   private writeSql?: string;
 
@@ -70,16 +72,31 @@ export class TypeOrmSessionStore extends Store {
   private live(key: string, row: Pick<SessionRecord, 'data' | 'expires_at'> | null): SessionData | null {
     if (!row || row.expires_at.getTime() <= Date.now()) return null;
     this.remember(key, row.expires_at.getTime());
-    return JSON.parse(row.data) as SessionData;
+    const data = JSON.parse(row.data) as SessionData;
+    this.contents.set(key, contentHash(data));
+    return data;
   }
 
+  /**
+   * Stores a session. A rolling session is saved on every page response (@fastify/session calls
+   * `set`, where express-session called `touch`): a session whose data is what was last read or
+   * written here, and whose expiry moves by less than TOUCH_INTERVAL_MS, is not written again,
+   * as `touch` skips it.
+   */
   set(sid: string, session: SessionData, cb?: (err?: unknown) => void): void {
     const expires = session.cookie?.expires ? new Date(session.cookie.expires) : new Date(Date.now() + DEFAULT_TTL_MS);
     const userId = (session as { user?: { sub?: string } }).user?.sub ?? null;
     const key = sha256(sid);
+    const content = contentHash(session);
+    const known = this.expiries.get(key);
+    if (known !== undefined && this.contents.get(key) === content && expires.getTime() - known < TOUCH_INTERVAL_MS) {
+      cb?.();
+      return;
+    }
     this.write({ sid_hash: key, data: JSON.stringify(session), expires_at: expires, user_id: userId })
       .then(() => {
         this.remember(key, expires.getTime());
+        this.contents.set(key, content);
         cb?.();
       })
       .catch((err) => cb?.(err));
@@ -117,11 +134,21 @@ export class TypeOrmSessionStore extends Store {
   }
 
   private remember(key: string, expires: number): void {
-    if (this.expiries.size >= KNOWN_EXPIRIES) this.expiries.clear();
+    if (this.expiries.size >= KNOWN_EXPIRIES) {
+      this.expiries.clear();
+      this.contents.clear();
+    }
     this.expiries.set(key, expires);
   }
 
   private forget(key: string): void {
     this.expiries.delete(key);
+    this.contents.delete(key);
   }
+}
+
+/** The hash of a session's data without its cookie (whose expiry moves on every answer of a rolling session). */
+function contentHash(session: SessionData): string {
+  const { cookie: _cookie, ...data } = session as SessionData & Record<string, unknown>;
+  return sha256(JSON.stringify(data));
 }
