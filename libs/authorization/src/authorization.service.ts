@@ -80,7 +80,8 @@ export class AuthorizationService {
   /**
    * The INSERT of every code issued, hand-written (a profile of the code flow put TypeORM's insert
    * builder at several times the statement; and on SQLite the builder writes numbers such as
-   * auth_time into the SQL text, so that each code was a new statement to prepare). Every column,
+   * auth_time into the SQL text, so that each sign-in's codes were a statement of their own to
+   * prepare, in a cache of 100). Every column,
    * each value converted by TypeORM's driver as insert() converts it.
    */
   private async insertCode(row: AuthorizationCode): Promise<void> {

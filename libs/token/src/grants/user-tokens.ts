@@ -147,7 +147,8 @@ export class UserTokens {
    * The INSERT of every refresh token issued, in `m` (the transaction that uses up what it is issued
    * for, or none), hand-written (a profile of the code flow and of refresh put TypeORM's insert
    * builder at several times the statement; and on SQLite the builder writes numbers such as
-   * auth_time into the SQL text, so that each token was a new statement to prepare). Every column,
+   * auth_time into the SQL text, so that each sign-in's tokens were a statement of their own to
+   * prepare, in a cache of 100). Every column,
    * each value converted by TypeORM's driver as insert() converts it.
    */
   private async addRefreshToken(m: EntityManager, row: RefreshToken): Promise<void> {
