@@ -1,6 +1,6 @@
 import { CanActivate, ExecutionContext, Injectable, createParamDecorator } from '@nestjs/common';
 import type { FastifyRequest as Request } from 'fastify';
-import { OAuthError, invalidRequest, invalidScope } from '@idp/core';
+import { OAuthError, invalidRequest, invalidScope, urlPath } from '@idp/core';
 import { Client, ClientsService, SCOPE_TOKEN } from '@idp/clients';
 import { KeysService } from '@idp/keys';
 import { Api, ResourcesService } from '@idp/resources';
@@ -179,7 +179,7 @@ export class AuthorizeRequestGuard implements CanActivate {
     const req = ctx.switchToHttp().getRequest<AuthorizeHttpRequest>();
     let interaction: Interaction | undefined;
     let source: Record<string, unknown>;
-    if (req.url.split('?', 1)[0].toLowerCase().replace(/\/+$/, '').endsWith('/resume')) {
+    if (urlPath(req.url).toLowerCase().replace(/\/+$/, '').endsWith('/resume')) {
       interaction = Interactions.get(req, (req.query as Record<string, unknown>).interaction);
       if (!interaction) throw pageError('This sign-in request has expired. Go back to the application and try again.');
       source = interaction.params;

@@ -1,5 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
+/** The path of a request URL, without its query string. */
+export function urlPath(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
 /**
  * What the protocol endpoints (token, revocation, introspection) and the client authentication
  * methods read from a request: the framework's request has this shape, so a method written against

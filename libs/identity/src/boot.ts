@@ -17,7 +17,7 @@ import fastifyView from '@fastify/view';
 import * as ejs from 'ejs';
 import { parse as parseQuery } from 'fast-querystring';
 import type { Type, DynamicModule } from '@nestjs/common';
-import { ApiErrorFilter, Clock, IdpBootContext, IdpConfig, JsonLogger, PAGE_CSP_DIRECTIVES, PageErrorFilter, TokenErrorFilter, loadConfig, renderPage, uuidv7 } from '@idp/core';
+import { ApiErrorFilter, Clock, IdpBootContext, IdpConfig, JsonLogger, PAGE_CSP_DIRECTIVES, PageErrorFilter, TokenErrorFilter, loadConfig, renderPage, urlPath, uuidv7 } from '@idp/core';
 import { SESSION_IDLE_MS, SessionStore } from '@idp/session';
 import { IDENTITY_OPTIONS, IdentityModule, IdentityOptions } from './identity.module';
 import { RateLimiter } from './rate-limit';
@@ -46,7 +46,7 @@ export interface CreatedApp {
 /**
  * Builds the whole server (without listening): Nest on Fastify (@nestjs/platform-fastify), with
  * each cross-cutting policy registered once, on every route, by the adapter's own plugins and
- * hooks: the request id and log line, the rate limit, security headers (@fastify/helmet), CORS
+ * hooks: the request id and log line, the rate limit, security headers (helmet), CORS
  * (one decision, CorsPolicy), form and JSON bodies with size limits (@fastify/formbody), the
  * hostile-input check, cookies and the IdP's browser session (@fastify/cookie, @fastify/session),
  * views (@fastify/view, EJS) and assets (@fastify/static); then error rendering by route family,
@@ -88,17 +88,18 @@ export async function createIdentityApp(
   const limiter = config.rateLimit ? await RateLimiter.create(config, app.get(Clock, { strict: false }), logger) : undefined;
   if (limiter) fastify.addHook('onClose', (_instance, done) => void limiter.close().then(() => done()));
   fastify.addHook('onRequest', (request, reply, done) => {
-    beginRequest(logger, request, reply, pathOf(request.url), request.ip);
-    if (limiter) limiter.check(pathOf(request.url), request.ip, done);
+    const path = urlPath(request.url);
+    beginRequest(logger, request, reply, path, request.ip);
+    if (limiter) limiter.check(path, request.ip, done);
     else done();
   });
   // Security headers: helmet, its middleware built once (@fastify/helmet 13.2.0 builds it again on
   // every request: 5 % of UserInfo's CPU, docs/performance.md).
-  const hsts = config.issuer.startsWith('https://');
+  const https = config.issuer.startsWith('https://');
   const securityHeaders = helmet({
     // JSON answers and pages alike: nothing may load or frame them; pages add their own script hashes.
     contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP_DIRECTIVES },
-    strictTransportSecurity: hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    strictTransportSecurity: https ? { maxAge: 31_536_000, includeSubDomains: true } : false,
     referrerPolicy: { policy: 'no-referrer' },
     xFrameOptions: { action: 'deny' },
     crossOriginResourcePolicy: { policy: 'cross-origin' },
@@ -128,10 +129,9 @@ export async function createIdentityApp(
   fastify.addHook('preValidation', (request, _reply, done) => done(refusedInput(request)));
 
   // The IdP's browser session: a signed cookie naming a session in the database (SessionStore).
-  const https = config.issuer.startsWith('https://');
   await app.register(fastifyCookie as never);
   // Its hooks run on the pages only (scopedPlugin): the protocol endpoints and the admin API never read or write a session.
-  await app.register(scopedPlugin(fastifySession as never, (request) => isPage(routeFamily(pathOf(request.url))), 'idp-session') as never, {
+  await app.register(scopedPlugin(fastifySession as never, (request) => isPage(routeFamily(urlPath(request.url))), 'idp-session') as never, {
     // __Host- prefix on https: the cookie is Secure, host-only, and for path / (RFC 6265bis §4.1.3.2).
     cookieName: https ? '__Host-idp_session' : 'idp_session',
     // express-session's signed format (`s:<id>.<HMAC>`), so that sessions signed in before the move to Fastify stay signed in.
@@ -153,7 +153,8 @@ export async function createIdentityApp(
     // built-in partials/head.ejs even when the theme replaces it: look in the view folders first.
     options: { includer: (original: string, resolved: string) => ({ filename: themedInclude(viewDirs, original) ?? resolved }) },
   });
-  fastify.decorate('idpTemplate', (view: string) => pageTemplate(viewDirs, view));
+  const templates = new Map<string, string>();
+  fastify.decorate('idpTemplate', (view: string) => templates.get(view) ?? templates.set(view, pageTemplate(viewDirs, view)).get(view)!);
   const assets = [...(options.theme?.assets ? [options.theme.assets] : []), assetDir('public')];
   await app.register(fastifyStatic as never, { root: assets, prefix: '/assets/', index: false, maxAge: '1h', wildcard: false });
 
@@ -184,12 +185,6 @@ export async function createIdentityApp(
     throw err;
   }
   return { app, config, logger };
-}
-
-/** The path of a request URL, without its query string. */
-function pathOf(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
 }
 
 /** Marks a form body with more than FORM_PARAMETER_LIMIT parameters (refused 400 by the input check: a parser must not throw). */
@@ -237,7 +232,7 @@ function decodedBody(request: FastifyRequest, payload: Readable): Readable {
 
 /** A URL the router could not read: 400 in the format of its route family (nothing else was read yet). */
 function badUrl(_error: Error, request: FastifyRequest, reply: FastifyReply): void {
-  const family = routeFamily(pathOf(request.raw.url ?? '/'));
+  const family = routeFamily(urlPath(request.raw.url ?? '/'));
   reply.header('Cache-Control', 'no-store');
   if (isPage(family)) {
     void renderPage(reply, 'error', { title: 'We could not complete this request', message: 'The address of this page is not valid.' }, 400);
@@ -263,14 +258,14 @@ function refusedInput(request: FastifyRequest): Error | undefined {
   if (request.url.includes('%00')) return new BadRequestException(['the URL must not contain the character U+0000']);
   const type = request.headers['content-type'];
   const json = typeof type === 'string' && /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(type);
-  if (request.body !== undefined && !json && routeFamily(pathOf(request.url)) === 'admin') {
+  if (request.body !== undefined && !json && routeFamily(urlPath(request.url)) === 'admin') {
     return new UnsupportedMediaTypeException({ statusCode: 415, error: 'unsupported_media_type', message: 'the request body must be application/json' });
   }
   const problem = inputProblem(request.query, '', false) ?? inputProblem(request.body, '', json);
   return problem ? new BadRequestException([problem]) : undefined;
 }
 
-/** The template of a page: the first view folder that has it (the theme's, then the built-in one), relative to the built-in one. */
+/** The template of a page: the first view folder that has it (the theme's, then the built-in one), relative to the built-in one; looked up once a view (the folders do not change while the server runs). */
 function pageTemplate(viewDirs: string[], view: string): string {
   const file = `${view}.ejs`;
   const dir = viewDirs.find((d) => existsSync(join(d, file))) ?? viewDirs[viewDirs.length - 1];
@@ -298,7 +293,7 @@ class GlobalErrorFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const req = host.switchToHttp().getRequest<FastifyRequest>();
-    const family = routeFamily(pathOf(req.url));
+    const family = routeFamily(urlPath(req.url));
     (isPage(family) ? this.page : speaksOAuth(family) ? this.oauth : this.api).catch(exception, host);
   }
 }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest, ProtocolRequest, RequestContext } from '@idp/core';
+import { IdpConfig, IdpEvents, LockoutService, OAuthError, invalidClient, invalidRequest, ProtocolRequest, RequestContext, urlPath } from '@idp/core';
 import type { Client } from '../client.entity';
 import { ClientsService } from '../clients.service';
 import { ClientCredentials } from './client-auth-method';
@@ -90,8 +90,5 @@ function tooManyAttempts(retryAfter: number): OAuthError {
 
 /** The path of the endpoint a request was sent to (without its query string). */
 function endpointPath(req: ProtocolRequest): string {
-  if (req.path !== undefined) return req.path;
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  return req.path ?? urlPath(req.url ?? '/');
 }

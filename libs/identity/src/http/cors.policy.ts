@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { CorsOptions, CorsOptionsDelegate } from '@nestjs/common/interfaces/external/cors-options.interface';
 import { decodeJwt } from 'jose';
 import { ClientsService } from '@idp/clients';
+import { urlPath } from '@idp/core';
 import { routeFamily } from './route-family';
 
 interface CorsRequest {
@@ -41,7 +42,7 @@ export class CorsPolicy {
   async decide(req: CorsRequest): Promise<CorsOptions> {
     const origin = req.headers.origin;
     if (typeof origin !== 'string' || !origin) return REFUSED;
-    const family = routeFamily(req.path ?? pathOf(req.url));
+    const family = routeFamily(req.path ?? urlPath(req.url ?? '/'));
     if (family === 'metadata') return PUBLIC;
     if (family !== 'token' && family !== 'revocation' && family !== 'userinfo') return REFUSED;
     const preflight = req.method === 'OPTIONS';
@@ -84,10 +85,4 @@ function claimedClientId(req: CorsRequest): string | undefined {
     }
   }
   return undefined;
-}
-
-function pathOf(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q < 0 ? u : u.slice(0, q);
 }
