@@ -6,6 +6,7 @@ import { GrantHandler, TokenResponse } from '@idp/token';
 import { IdentityModule, createIdentityApp, dataSourceOptions } from '@idp/identity';
 import { Browser, forms, signIn } from './support/browser';
 import { TestServer, basic, freshDatabase, onPostgres, postForm, startServer } from './support/server';
+import { authorizationRequest } from './support/oidc';
 import { ExampleAppModule } from '../apps/example-extended/src/app.module';
 import { ACME_ADMIN_SCOPES, CLIENT_SECRET_HEADER, DEPARTMENT_TOKEN_GRANT, HR_API } from '../apps/example-extended/src/acme/acme.constants';
 import { FLAGGED_MESSAGE, FlaggedEmployeePolicy } from '../apps/example-extended/src/acme/flagged-employee.policy';
@@ -47,14 +48,8 @@ describe('the example app (apps/example-extended): every extension point', () =>
   });
   afterAll(() => s.close());
 
-  async function authorizeUrl(params: Record<string, string>) {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: REDIRECT, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, nonce, ...params,
-    });
-    return { url: url.toString(), verifier, state, nonce };
+  function authorizeUrl(params: Record<string, string>) {
+    return authorizationRequest(config, { redirect_uri: REDIRECT, scope: 'openid', ...params });
   }
 
   /** Signs in through the themed forms and trades the code. */

@@ -5,6 +5,7 @@ import { chromium, type Browser as Chromium } from 'playwright-core';
 import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { Browser, forms, signIn } from './support/browser';
 import { TestServer, basic, postForm, startServer } from './support/server';
+import { authorizationRequest } from './support/oidc';
 
 /**
  * OAuth 2.0 Form Post Response Mode (CONTRACT §2): with `response_mode=form_post`, every
@@ -88,14 +89,8 @@ describe('response_mode=form_post', () => {
   afterAll(() => s?.close());
 
   /** An authorization request as openid-client builds it (PKCE, state, nonce). */
-  async function request(params: Record<string, string> = {}, cfg = config) {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const url = oidc.buildAuthorizationUrl(cfg, {
-      redirect_uri: REDIRECT, scope: 'openid profile', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, nonce, ...params,
-    });
-    return { url: url.toString(), verifier, state, nonce };
+  function request(params: Record<string, string> = {}, cfg = config) {
+    return authorizationRequest(cfg, { redirect_uri: REDIRECT, scope: 'openid profile', ...params });
   }
 
   /** One request, no redirect followed. */

@@ -3,6 +3,7 @@ import { SessionStrategy } from '../libs/session/src/session.strategy';
 import { Browser, forms, signIn } from './support/browser';
 import { ManualClock } from '@idp/core';
 import { TestServer, startServer } from './support/server';
+import { authorizationRequest } from './support/oidc';
 
 const REDIRECT = 'https://app.example.com/callback';
 const API = 'https://api.example.com/orders';
@@ -37,14 +38,8 @@ describe('/authorize for a signed-in user (SSO through the session guard)', () =
   beforeEach(() => verdicts.mockClear());
   afterAll(() => s.close());
 
-  async function authorizeUrl(params: Record<string, string> = {}) {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: REDIRECT, scope: 'openid profile email', code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, nonce, ...params,
-    });
-    return { url: url.toString(), verifier, state, nonce };
+  function authorizeUrl(params: Record<string, string> = {}) {
+    return authorizationRequest(config, { redirect_uri: REDIRECT, scope: 'openid profile email', ...params });
   }
 
   /** One GET, no redirects followed; the session strategy's verdict on it (undefined when the guard did not run). */
